@@ -19,4 +19,17 @@ def install_schema(conn) -> None:
     conn.commit()
 
 
-__all__ = ["install_schema", "schema_sql"]
+def __getattr__(name: str):
+    # Lazy, so that importing rally_etl for its schema never imports the library (no cycles).
+    if name == "ComprehensiveETL":
+        from .etl import ComprehensiveETL
+
+        return ComprehensiveETL
+    if name == "InputError":
+        from .loader import InputError
+
+        return InputError
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["ComprehensiveETL", "InputError", "install_schema", "schema_sql"]

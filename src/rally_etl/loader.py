@@ -12,6 +12,7 @@ import gzip
 import json
 import logging
 import zlib
+from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +106,8 @@ def read_array(path: Path) -> list[Any]:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InputError(
-            name, f"invalid JSON at line {exc.lineno} column {exc.colno} (char {exc.pos}): {exc.msg}"
+            name,
+            f"invalid JSON at line {exc.lineno} column {exc.colno} (char {exc.pos}): {exc.msg}",
         ) from exc
     if not isinstance(data, list):
         raise InputError(name, f"expected a JSON array, found {type(data).__name__}")
@@ -125,14 +127,19 @@ def validate_records(kind: str, file: str, records: list[Any]) -> None:
     numberish = NUMBERISH[kind]
     for index, record in enumerate(records):
         if not isinstance(record, dict):
-            raise InputError(file, f"expected an object, found {type(record).__name__}", record=index)
+            raise InputError(
+                file, f"expected an object, found {type(record).__name__}", record=index
+            )
         for field in required:
             value = record.get(field)
             if value is None:
                 raise InputError(file, "missing", record=index, field=field)
             if not isinstance(value, str):
                 raise InputError(
-                    file, f"expected a string, found {type(value).__name__}", record=index, field=field
+                    file,
+                    f"expected a string, found {type(value).__name__}",
+                    record=index,
+                    field=field,
                 )
             if not value.strip():
                 raise InputError(file, "empty", record=index, field=field)
@@ -140,13 +147,19 @@ def validate_records(kind: str, file: str, records: list[Any]) -> None:
             value = record.get(field)
             if value is not None and not isinstance(value, str):
                 raise InputError(
-                    file, f"expected a string, found {type(value).__name__}", record=index, field=field
+                    file,
+                    f"expected a string, found {type(value).__name__}",
+                    record=index,
+                    field=field,
                 )
         for field in numberish:
             if not _is_numberish(record.get(field)):
                 value = record.get(field)
                 raise InputError(
-                    file, f"expected a number, found {type(value).__name__}", record=index, field=field
+                    file,
+                    f"expected a number, found {type(value).__name__}",
+                    record=index,
+                    field=field,
                 )
         if kind == "series_stats" and record.get("matches") is not None:
             if not isinstance(record["matches"], dict):
@@ -172,4 +185,62 @@ def load_json_files(data_dir: str | Path) -> dict[str, list[dict[str, Any]]]:
     return data
 
 
-__all__ = ["FILES", "InputError", "find_file", "load_json_files", "read_array", "validate_records"]
+def parse_int(value: Any) -> int:
+    """An integer from a number or numeric string; 0 for blank or unparseable, as the original."""
+    if isinstance(value, bool) or value is None:
+        return 0
+    try:
+        return int(float(value)) if isinstance(value, (int, float)) else int(str(value).strip())
+    except ValueError:
+        return 0
+
+
+def parse_pti(value: Any) -> float | None:
+    """A PTI rating; None for "N/A", blank or unparseable."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            return None
+    return None
+
+
+_DATE_FORMATS = ("%m/%d/%Y", "%Y-%m-%d", "%d-%b-%y")
+
+
+def parse_date(value: str | None) -> date | None:
+    """A match date in any of the scrapers' formats; None when it is none of them."""
+    text = (value or "").strip()
+    for fmt in _DATE_FORMATS:
+        try:
+            return datetime.strptime(text, fmt).date()
+        except ValueError:
+            continue
+    return None
+
+
+def parse_time(value: str | None) -> time | None:
+    """A match time such as "06:30 pm" or "18:30"; None when blank or unparseable."""
+    text = (value or "").strip()
+    for fmt in ("%I:%M %p", "%H:%M", "%H:%M:%S"):
+        try:
+            return datetime.strptime(text, fmt).time()
+        except ValueError:
+            continue
+    return None
+
+
+__all__ = [
+    "FILES",
+    "InputError",
+    "find_file",
+    "load_json_files",
+    "parse_date",
+    "parse_int",
+    "parse_pti",
+    "parse_time",
+    "read_array",
+    "validate_records",
+]

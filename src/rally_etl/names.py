@@ -54,6 +54,17 @@ _ONLY_SUFFIX = re.compile(r"^-?\s*(?P<sfx>\d+(?:\s*SW)?|S\d+[A-Za-z]?)$", re.I)
 _DASH_WORD = re.compile(r"^(?P<club>.+?)\s+-\s+(?P<sfx>[A-Za-z]+)$")
 
 
+#: Display name and home page of the leagues the app knows; others use their code.
+LEAGUES: dict[str, tuple[str, str]] = {
+    APTA: ("APTA Chicago", "https://aptachicago.tenniscores.com"),
+    NSTF: ("North Shore Tennis Foundation", "https://nstf.tenniscores.com"),
+    CNSWPL: (
+        "Chicago North Shore Women's Platform Tennis League",
+        "https://cnswpl.tenniscores.com",
+    ),
+}
+
+
 class ParsedTeam(NamedTuple):
     """What a team name says: its club (with any sub-team designator) and series suffix."""
 
@@ -65,6 +76,17 @@ class ParsedTeam(NamedTuple):
 def collapse(text: str) -> str:
     """Whitespace collapsed to single spaces and stripped."""
     return _WS.sub(" ", text).strip()
+
+
+def normalize_league_id(code: str) -> str:
+    """A league code as stored: "apta chicago " -> "APTA_CHICAGO"."""
+    return collapse(code).upper().replace(" ", "_")
+
+
+def league_info(code: str) -> tuple[str, str | None]:
+    """(display name, url) of a league code."""
+    name, url = LEAGUES.get(code, (code, None))
+    return name, url
 
 
 def canonical_series(league_code: str | None, series_name: str) -> str:
@@ -152,9 +174,12 @@ def team_key(
 
 
 __all__ = [
+    "LEAGUES",
     "ParsedTeam",
     "canonical_series",
     "collapse",
+    "league_info",
+    "normalize_league_id",
     "parse_team_name",
     "strip_schedule_suffix",
     "team_key",
