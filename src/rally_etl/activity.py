@@ -50,7 +50,8 @@ _FIRST_MONDAY = dt.date(2025, 10, 13)
 _UNITS = sql.Identifier("rally_activity_units")
 
 _TEAMS = """
-SELECT t.id, t.league_id, t.series_id, t.team_name, c.name, s.name
+SELECT t.id, t.league_id, t.series_id, t.team_name, c.name, s.name,
+       (SELECT count(*) FROM practice_times p WHERE p.team_id = t.id)
 FROM teams t
 JOIN clubs c ON c.id = t.club_id
 JOIN series s ON s.id = t.series_id
@@ -213,9 +214,11 @@ def _units(teams: list[tuple], seed: int, per_team: float, first_user: int) -> l
     rows = []
     for unit in range(unit_count(len(teams), per_team)):
         rnd, pos = divmod(unit, len(teams))
-        team_id, league_id, series_id, team_name, club, series = teams[order[pos]]
-        day_no = (pos + rnd) % 7  # distinct per round of one team: practice times stay unique
-        start = dt.time(17 + (rnd // 7) % 5, 30 * (unit % 2))
+        team_id, league_id, series_id, team_name, club, series, earlier = teams[order[pos]]
+        rnd += earlier  # rounds of earlier calls: practice times stay unique across calls
+        # (day, start) distinct for the first 35 rounds of one team: practice times stay unique
+        day_no = (team_id + rnd) % 7
+        start = dt.time(17 + (rnd // 7) % 5, 30 * (team_id % 2))
         rows.append(
             (
                 unit,
