@@ -1,0 +1,157 @@
+"""What to preserve: the entities, their natural keys, canonicalisers and dependents.
+
+The entity model is fixed (leagues, clubs, series, teams, as in every league app of this
+kind); their table and column names, the dependent columns without foreign keys, which
+tables the ETL owns, and the canonicalisers are configuration. The defaults describe the
+reference schema (SCHEMA.md).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+ENTITIES = ("leagues", "clubs", "series", "teams")
+
+_WS = re.compile(r"\s+")
+# "Chicago 22", "Series 22", "Division 22", "Div 22", "S22", "S2B", "Series A", "Chicago 11 SW"
+_SERIES_PREFIX = re.compile(r"^(?:chicago|series|division|div|sw|s(?=\d))\s*(?=\S)", re.IGNORECASE)
+
+
+def canonical_name(value: str) -> str:
+    """Case-, accent- and whitespace-insensitive form of a name (clubs, team names)."""
+    text = unicodedata.normalize("NFKC", value)
+    return _WS.sub(" ", text).strip().casefold()
+
+
+def canonical_series(league_code: str | None, series_name: str) -> str:
+    """One value for every spelling of a series within a league.
+
+    "Chicago 22", "Series 22", "Division 22" and "S22" give "22"; "Series 2B" and "S2B"
+    give "2b"; "Chicago 11 SW" and "Series 11 SW" give "11 sw". The league is accepted so
+    a configuration can make the rule per league; the default rule is the same for all.
+    """
+    text = canonical_name(series_name)
+    stripped = _SERIES_PREFIX.sub("", text, count=1)
+    return stripped or text
+
+
+def canonical_code(value: str) -> str:
+    """League codes compare upper-case, without surrounding space."""
+    return value.strip().upper()
+
+
+@dataclass(frozen=True)
+class Dependent:
+    """A column that references one of the entities.
+
+    ``owner`` is ``"user"`` (snapshotted and restored) or ``"etl"`` (rebuilt by the ETL,
+    only checked). ``filter_column``/``filter_pattern`` select the user-owned rows of an
+    ETL-owned table (an ``ILIKE`` pattern), e.g. practice rows in ``schedule``.
+    """
+
+    table: str
+    column: str
+    entity: str
+    owner: str = "user"
+    has_fk: bool = False
+    nullable: bool = True
+    schema: str = "public"
+    filter_column: str | None = None
+    filter_pattern: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.table}.{self.column}"
+
+
+@dataclass(frozen=True)
+class TextHint:
+    """Where the content strategy looks: a text column and the column naming its author."""
+
+    table: str
+    text_column: str
+    author_column: str | None
+
+
+@dataclass(frozen=True)
+class PreservationConfig:
+    """Everything the library needs to know about a schema. Immutable; use :meth:`replace`."""
+
+    schema: str = "public"
+    state_schema: str = "bulletproof"
+    # table names of the four entities
+    tables: dict = field(default_factory=lambda: {e: e for e in ENTITIES})
+    # entity columns
+    league_code: str = "league_id"
+    league_name: str = "league_name"
+    club_name: str = "name"
+    series_name: str = "name"
+    series_display: str = "display_name"
+    team_club: str = "club_id"
+    team_series: str = "series_id"
+    team_league: str = "league_id"
+    team_name: str = "team_name"
+    team_alias: str = "team_alias"
+    team_display: str = "display_name"
+    team_active: str = "is_active"
+    team_updated_at: str | None = "updated_at"
+    # dependents that have no foreign key (the catalog finds the rest)
+    declared: tuple = (
+        Dependent("users", "team_id", "teams"),
+        Dependent("users", "league_context", "leagues"),
+        Dependent("user_contexts", "league_id", "leagues"),
+        Dependent("user_contexts", "team_id", "teams"),
+        Dependent("user_contexts", "active_team_id", "teams"),
+        Dependent("activity_log", "team_id", "teams"),
+        Dependent("player_availability", "series_id", "series", nullable=False),
+    )
+    # tables the ETL rebuilds; every other table referencing an entity is user-owned
+    etl_tables: frozenset = frozenset(
+        {"club_leagues", "series_leagues", "players", "series_stats", "match_scores", "schedule"}
+    )
+    # user-owned rows inside ETL-owned tables: table -> (column, ILIKE pattern)
+    user_rows_in_etl_tables: dict = field(
+        default_factory=lambda: {"schedule": ("home_team", "%practice%")}
+    )
+    text_hints: tuple = (
+        TextHint("polls", "question", "created_by"),
+        TextHint("captain_messages", "message", "captain_user_id"),
+    )
+    # how the content strategy finds a user's own teams
+    user_table: str = "users"
+    user_team_column: str = "team_id"
+    series_canonicaliser: Callable[[str | None, str], str] = canonical_series
+    name_canonicaliser: Callable[[str], str] = canonical_name
+    # retention and safety limits
+    keep_runs: int = 10
+    max_retire_share: float = 0.5
+    allow_empty_import: bool = False
+    batch_size: int = 1000
+    # health thresholds (see health.py)
+    warn_preservation_below: float = 1.0
+    critical_preservation_below: float = 0.9
+
+    def table(self, entity: str) -> str:
+        return self.tables[entity]
+
+    def replace(self, **changes) -> PreservationConfig:
+        return replace(self, **changes)
+
+    def team_key(self, league_code: str, club_name: str, series_name: str) -> tuple:
+        """The natural key of a team: (league code, canonical club, canonical series)."""
+        code = canonical_code(league_code)
+        return (code, self.name_canonicaliser(club_name), self.series_canonicaliser(code, series_name))
+
+    def entity_key(self, entity: str, *parts: str) -> tuple:
+        """The natural key of a league (code), club (name) or series (name)."""
+        if entity == "leagues":
+            return (canonical_code(parts[0]),)
+        if entity in ("clubs", "series"):
+            return (self.name_canonicaliser(parts[0]),)
+        return self.team_key(*parts)
+
+
+DEFAULT_CONFIG = PreservationConfig()

@@ -1,0 +1,33 @@
+"""Adding the ids a run created to the identity ledger (inside the run's transaction)."""
+
+from __future__ import annotations
+
+from psycopg2 import sql
+
+from .catalog import current_keys
+from .config import ENTITIES, PreservationConfig
+from .snapshot import _copy_rows, record_ledger
+
+
+def ledger_add(conn, config: PreservationConfig, run_id: int) -> int:
+    """Record every current entity id the ledger does not know yet; returns how many."""
+    keys = current_keys(conn, config)
+    with conn.cursor() as cur:
+        cur.execute("DROP TABLE IF EXISTS _bp_newkeys")
+        cur.execute("CREATE TEMP TABLE _bp_newkeys (entity text, id bigint, key text[]) ON COMMIT DROP")
+        _copy_rows(cur, sql.Identifier("_bp_newkeys"), ("entity", "id", "key"),
+                   ((e, i, list(k)) for e in ENTITIES for i, k in keys[e].items() if k is not None))
+        cur.execute(
+            sql.SQL("DELETE FROM _bp_newkeys n USING {} l WHERE l.entity = n.entity AND l.id = n.id").format(
+                sql.Identifier(config.state_schema, "ledger"))
+        )
+        added = 0
+        for entity in ENTITIES:
+            source = sql.SQL(
+                "SELECT n.entity, n.id, n.key, to_jsonb(t) AS row FROM _bp_newkeys n JOIN {tbl} t ON t.id = n.id "
+                "WHERE n.entity = {ent}"
+            ).format(tbl=sql.Identifier(config.schema, config.table(entity)), ent=sql.Literal(entity))
+            record_ledger(cur, config, run_id, source)
+            added += cur.rowcount
+        cur.execute("DROP TABLE _bp_newkeys")
+    return added

@@ -1,0 +1,294 @@
+"""BulletproofTeamPreservation: the context manager that runs the stages in one transaction.
+
+On the caller's connection it works inside a savepoint and never commits or closes; with
+its own connection it commits once, at the end. The snapshot is made durable first, on a
+second connection, so it survives a crash of the run; a dry run keeps even that inside the
+transaction and rolls everything back.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import psycopg2
+import psycopg2.extensions
+from psycopg2 import sql
+
+from . import db
+from .catalog import current_keys, read_catalog
+from .config import DEFAULT_CONFIG, PreservationConfig
+from .constraints import ConstraintReport, validate_constraints
+from .errors import BulletproofError, ConcurrentRun, HealthCheckFailed, StageFailed
+from .health import HealthReport, HealthStatus, check_health
+from .ledger import ledger_add
+from .restore import RestoreReport, restore
+from .snapshot import (
+    apply_retention,
+    ensure_state_schema,
+    finish_run,
+    snapshot_entities,
+    snapshot_user_rows,
+    start_run,
+)
+from .team_upsert import upsert_teams
+from .validate import validate_teams
+
+logger = logging.getLogger(__name__)
+
+#: pg_advisory lock key: two protected imports never run at once on one database.
+LOCK_KEY = 0x62756C6C  # "bull"
+
+
+@dataclass
+class RunReport:
+    """Everything one protected run did, stage by stage."""
+
+    run_id: int | None = None
+    dry_run: bool = False
+    durable_snapshot: bool = False
+    constraints: dict | None = None
+    backup: dict = field(default_factory=dict)
+    teams: dict | None = None
+    parents: dict = field(default_factory=dict)
+    restore: dict | None = None
+    health: dict | None = None
+    timings: dict = field(default_factory=dict)
+    outcome: str = "running"
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+class BulletproofTeamPreservation:
+    """Protects one import. Use as ``with BulletproofTeamPreservation(conn) as p: p.run(teams)``."""
+
+    def __init__(self, conn=None, *, dsn: str | None = None, config: PreservationConfig | None = None,
+                 league: str | None = None, dry_run: bool = False, force: bool = False,
+                 durable: bool = True, repair_constraints: bool = True, mode: str = "direct") -> None:
+        self.config = config or DEFAULT_CONFIG
+        self.conn = conn
+        self.dsn = dsn
+        self.league = league
+        self.dry_run = dry_run
+        self.force = force
+        self.durable = durable and not dry_run
+        self.repair_constraints = repair_constraints
+        self.mode = mode
+        self.report = RunReport(dry_run=dry_run)
+        self.catalog = None
+        self.stage = "start"
+        self._own = conn is None
+        self._entered = False
+        self._xact_started = None
+        self._upsert = None
+
+    # -- transaction handling ---------------------------------------------------------
+    def __enter__(self) -> BulletproofTeamPreservation:
+        if self._own:
+            self.conn = db.connect(self.dsn)
+        elif self.conn.autocommit:
+            raise BulletproofError("the connection is in autocommit mode; one transaction is needed",
+                                   stage="start")
+        with self.conn.cursor() as cur:
+            if not self._own:
+                cur.execute("SAVEPOINT bp_run")
+            cur.execute("SELECT now()")
+            self._xact_started = cur.fetchone()[0]
+            cur.execute("SELECT pg_try_advisory_xact_lock(%s)", (LOCK_KEY,))
+            if not cur.fetchone()[0]:
+                self._rollback()
+                raise ConcurrentRun("another protected import is running on this database; "
+                                    "this one did nothing (try again when it has finished)", stage="lock")
+        self._entered = True
+        self.catalog = read_catalog(self.conn, self.config)
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if not self._entered:
+            return False
+        try:
+            if exc_type is not None or self.dry_run:
+                self._rollback()
+                self.report.outcome = "dry_run" if exc_type is None else "rolled_back"
+                if exc_type is not None:
+                    self._record_failure(exc)
+            else:
+                self._commit()
+        finally:
+            if self._own:
+                self.conn.close()
+        if exc_type is not None and isinstance(exc, psycopg2.Error):
+            raise StageFailed(f"{self.stage} failed and everything was rolled back: "
+                              f"{str(exc).strip().splitlines()[0]}",
+                              stage=self.stage, run_id=self.report.run_id) from exc
+        return False
+
+    def _same_transaction(self) -> bool:
+        """False when the caller committed or rolled back while we ran (our savepoint is gone)."""
+        if self._own:
+            return True
+        with self.conn.cursor() as cur:
+            cur.execute("SELECT now()")
+            return cur.fetchone()[0] == self._xact_started
+
+    def _rollback(self) -> None:
+        try:
+            if not self._same_transaction():
+                logger.warning("the caller's transaction ended during the protected run; "
+                               "only what it had not committed can be rolled back")
+                self.conn.rollback()
+                return
+            if self._own:
+                self.conn.rollback()
+            else:
+                with self.conn.cursor() as cur:
+                    cur.execute("ROLLBACK TO SAVEPOINT bp_run")
+                    cur.execute("RELEASE SAVEPOINT bp_run")
+        except psycopg2.Error as err:  # never let a failed rollback hide the original error
+            logger.error("rollback failed too: %s", err)
+
+    def _commit(self) -> None:
+        self.stage = "commit"
+        if self._own:
+            self.conn.commit()
+            self.report.outcome = "committed"
+        elif not self._same_transaction():
+            self.report.outcome = "completed (the caller committed during the run: not atomic)"
+        else:
+            with self.conn.cursor() as cur:
+                cur.execute("RELEASE SAVEPOINT bp_run")
+            self.report.outcome = "completed (the caller commits)"
+        if self.report.run_id is not None:
+            self._side(lambda c: finish_run(c, self.config, self.report.run_id, "committed",
+                                        report=_jsonable(self.report.to_dict())))
+
+    def _record_failure(self, exc) -> None:
+        self.report.outcome = "rolled_back"
+        if self.report.run_id is not None:
+            self._side(lambda c: finish_run(c, self.config, self.report.run_id, "failed", stage=self.stage,
+                                        error=str(exc)[:2000]))
+
+    def _side_dsn(self) -> str | None:
+        if self.dsn or self._own:
+            return db.resolve_dsn(self.dsn)
+        params = self.conn.get_dsn_parameters()
+        password = getattr(self.conn.info, "password", None)
+        if password:
+            params["password"] = password
+        params.pop("tty", None)
+        return psycopg2.extensions.make_dsn(**params)
+
+    def _side(self, action) -> bool:
+        """Run ``action(conn)`` on a second connection and commit it (durable bookkeeping)."""
+        if not self.durable:
+            return False
+        try:
+            side = psycopg2.connect(self._side_dsn())
+        except psycopg2.Error as err:
+            logger.warning("no second connection for durable bookkeeping: %s", str(err).strip())
+            return False
+        try:
+            action(side)
+            side.commit()
+            return True
+        finally:
+            side.close()
+
+    # -- the five stages ----------------------------------------------------------------
+    def validate_constraints(self, repair: bool | None = None) -> ConstraintReport:
+        self.stage = "constraints"
+        result = validate_constraints(self.conn, self.config, self.catalog,
+                                      repair=self.repair_constraints if repair is None else repair,
+                                      dry_run=self.dry_run)
+        if result.repaired:
+            self.catalog = read_catalog(self.conn, self.config)
+        self.report.constraints = result.to_dict()
+        return result
+
+    def backup_user_data(self) -> dict:
+        """The snapshot: entity rows with keys, the ledger, and every user-owned row."""
+        self.stage = "snapshot"
+        started = time.perf_counter()
+        keys = current_keys(self.conn, self.config)
+
+        def first(side):
+            ensure_state_schema(side, self.config)
+            self.report.run_id = start_run(side, self.config, self.mode)
+            self.report.backup = {"entities": snapshot_entities(side, self.config, self.report.run_id, keys),
+                                  "rows": snapshot_user_rows(side, self.config, self.report.run_id, self.catalog)}
+            apply_retention(side, self.config)
+
+        if self.durable and self._side(first):
+            self.report.durable_snapshot = True
+        else:
+            ensure_state_schema(self.conn, self.config)
+            first(self.conn)
+        self.report.timings["snapshot"] = round(time.perf_counter() - started, 3)
+        return self.report.backup
+
+    def preserve_teams_during_import(self, teams_data) -> dict:
+        self.stage = "validate"
+        with self.conn.cursor() as cur:
+            cur.execute(sql.SQL("SELECT {} FROM {}").format(
+                sql.Identifier(self.config.league_code),
+                sql.Identifier(self.config.schema, self.config.table("leagues"))))
+            known = {r[0].upper() for r in cur.fetchall()}
+        records = validate_teams(teams_data, known_leagues=known or None)
+        if self.league:
+            records = [r for r in records if r.league_code == self.league.upper()]
+        if self.report.run_id is None:
+            self.backup_user_data()
+        self.stage = "upsert"
+        started = time.perf_counter()
+        result, parents = upsert_teams(self.conn, self.config, records, league=self.league, force=self.force)
+        ledger_add(self.conn, self.config, self.report.run_id)
+        self._upsert = result
+        self.report.teams = result.to_dict()
+        self.report.parents = {e: r.to_dict() for e, r in parents.items()}
+        self.report.timings["upsert"] = round(time.perf_counter() - started, 3)
+        return self.report.teams
+
+    def restore_user_data(self) -> RestoreReport:
+        self.stage = "restore"
+        started = time.perf_counter()
+        if self.report.run_id is None:
+            self.backup_user_data()
+        ledger_add(self.conn, self.config, self.report.run_id)
+        up = self._upsert
+        result = restore(self.conn, self.config, self.catalog, self.report.run_id,
+                         created=up.new_ids if up else (), retired=up.retired_ids if up else ())
+        self.report.restore = result.to_dict()
+        self.report.timings["restore"] = round(time.perf_counter() - started, 3)
+        return result
+
+    def validate_health(self, *, raise_on_critical: bool = False) -> HealthReport:
+        self.stage = "health"
+        started = time.perf_counter()
+        report = check_health(self.conn, self.config, self.catalog, self.report.run_id)
+        self.report.health = report.to_dict()
+        self.report.timings["health"] = round(time.perf_counter() - started, 3)
+        if raise_on_critical and report.status is HealthStatus.CRITICAL:
+            raise HealthCheckFailed("health is CRITICAL before commit; everything was rolled back: "
+                                    + "; ".join(report.issues), stage="health", report=report)
+        return report
+
+    def run(self, teams_data) -> RunReport:
+        """All five stages in order; CRITICAL health rolls everything back (HealthCheckFailed)."""
+        self.validate_constraints()
+        self.backup_user_data()
+        self.preserve_teams_during_import(teams_data)
+        self.restore_user_data()
+        self.validate_health(raise_on_critical=True)
+        return self.report
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, HealthStatus):
+        return value.value
+    return value

@@ -1,0 +1,264 @@
+"""Durable snapshots, the identity ledger, the run log and retention.
+
+Everything lives in one schema (``bulletproof`` by default) that is created without any
+privilege for PUBLIC: the snapshots hold users' messages.
+
+- ``runs``: every run, with its outcome and report.
+- ``ledger``: every id ever seen per entity, with its natural key (first observation
+  wins: ids are never re-used for another key by PostgreSQL sequences, so a later
+  different key means someone re-used an id by hand, which health reports).
+- ``snap_entities``: the entity rows of one run, with keys (to bring a team back).
+- ``snap_rows``: the user-owned rows of one run, whole, as JSON.
+- ``mappings`` and ``quarantine``: what the restore did and what it could not map.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+from psycopg2 import sql
+
+from .catalog import Catalog
+from .config import ENTITIES, PreservationConfig
+
+logger = logging.getLogger(__name__)
+
+_DDL = [
+    "CREATE SCHEMA IF NOT EXISTS {s}",
+    "REVOKE ALL ON SCHEMA {s} FROM PUBLIC",
+    """CREATE TABLE IF NOT EXISTS {s}.runs (
+        run_id bigserial PRIMARY KEY,
+        started_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+        finished_at timestamptz,
+        outcome text NOT NULL DEFAULT 'running',
+        mode text,
+        stage text,
+        error text,
+        durable boolean NOT NULL DEFAULT false,
+        report jsonb)""",
+    """CREATE TABLE IF NOT EXISTS {s}.ledger (
+        entity text NOT NULL,
+        id bigint NOT NULL,
+        key text[],
+        row jsonb,
+        first_run bigint,
+        last_run bigint,
+        PRIMARY KEY (entity, id))""",
+    "CREATE INDEX IF NOT EXISTS ledger_key_idx ON {s}.ledger (entity, key)",
+    """CREATE TABLE IF NOT EXISTS {s}.snap_entities (
+        run_id bigint NOT NULL,
+        entity text NOT NULL,
+        id bigint NOT NULL,
+        key text[],
+        row jsonb NOT NULL,
+        PRIMARY KEY (run_id, entity, id))""",
+    """CREATE TABLE IF NOT EXISTS {s}.snap_rows (
+        run_id bigint NOT NULL,
+        table_name text NOT NULL,
+        pk jsonb NOT NULL,
+        row jsonb NOT NULL,
+        PRIMARY KEY (run_id, table_name, pk))""",
+    """CREATE TABLE IF NOT EXISTS {s}.mappings (
+        run_id bigint NOT NULL,
+        table_name text NOT NULL,
+        pk jsonb NOT NULL,
+        column_name text NOT NULL,
+        old_id bigint,
+        new_id bigint,
+        strategy text NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS mappings_run_idx ON {s}.mappings (run_id, table_name)",
+    """CREATE TABLE IF NOT EXISTS {s}.quarantine (
+        id bigserial PRIMARY KEY,
+        run_id bigint NOT NULL,
+        table_name text NOT NULL,
+        pk jsonb NOT NULL,
+        column_name text,
+        original jsonb NOT NULL,
+        reason text NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now())""",
+    "CREATE INDEX IF NOT EXISTS quarantine_run_idx ON {s}.quarantine (run_id)",
+]
+
+STATE_TABLES = ("runs", "ledger", "snap_entities", "snap_rows", "mappings", "quarantine")
+
+
+def ensure_state_schema(conn, config: PreservationConfig) -> None:
+    """Create the state schema and its tables if missing, closed to PUBLIC."""
+    s = sql.Identifier(config.state_schema)
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (config.state_schema,))
+        exists = cur.fetchone() is not None
+        cur.execute("SELECT to_regclass(%s)", (f'"{config.state_schema}".quarantine',))
+        if exists and cur.fetchone()[0] is not None:
+            return
+        for statement in _DDL:
+            cur.execute(sql.SQL(statement).format(s=s))
+        for table in STATE_TABLES:
+            cur.execute(
+                sql.SQL("REVOKE ALL ON {} FROM PUBLIC").format(sql.Identifier(config.state_schema, table))
+            )
+
+
+def state(config: PreservationConfig, table: str) -> sql.Composed:
+    return sql.Identifier(config.state_schema, table)
+
+
+def start_run(conn, config: PreservationConfig, mode: str) -> int:
+    with conn.cursor() as cur:
+        cur.execute(
+            sql.SQL("INSERT INTO {} (mode) VALUES (%s) RETURNING run_id").format(state(config, "runs")),
+            (mode,),
+        )
+        return cur.fetchone()[0]
+
+
+def finish_run(conn, config: PreservationConfig, run_id: int, outcome: str, *, report=None,
+               stage=None, error=None) -> None:
+    with conn.cursor() as cur:
+        cur.execute(
+            sql.SQL(
+                "UPDATE {} SET finished_at = clock_timestamp(), outcome = %s, report = %s, stage = %s,"
+                " error = %s WHERE run_id = %s"
+            ).format(state(config, "runs")),
+            (outcome, json.dumps(report) if report is not None else None, stage, error, run_id),
+        )
+
+
+def _copy_rows(cur, target: sql.Composed, columns, rows) -> None:
+    """COPY ``rows`` (tuples of str/int/None) into ``target`` in one round trip."""
+    buf = io.StringIO()
+    for row in rows:
+        buf.write("\t".join(_copy_value(v) for v in row))
+        buf.write("\n")
+    buf.seek(0)
+    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+        target, sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+    )
+    cur.copy_expert(statement, buf)
+
+
+def _copy_value(value) -> str:
+    if value is None:
+        return "\\N"
+    if isinstance(value, (list, tuple)):
+        value = "{" + ",".join('"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"' for v in value) + "}"
+    text = str(value)
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def snapshot_entities(conn, config: PreservationConfig, run_id: int, keys: dict) -> dict:
+    """Copy every entity row with its key into ``snap_entities``; add new ids to the ledger."""
+    counts = {}
+    with conn.cursor() as cur:
+        for entity in ENTITIES:
+            cur.execute(
+                sql.SQL(
+                    "INSERT INTO {snap} (run_id, entity, id, key, row) "
+                    "SELECT %s, %s, t.id, NULL, to_jsonb(t) FROM {tbl} t"
+                ).format(snap=state(config, "snap_entities"),
+                         tbl=sql.Identifier(config.schema, config.table(entity))),
+                (run_id, entity),
+            )
+            counts[entity] = cur.rowcount
+        cur.execute("CREATE TEMP TABLE _bp_keys (entity text, id bigint, key text[]) ON COMMIT DROP")
+        _copy_rows(
+            cur, sql.Identifier("_bp_keys"), ("entity", "id", "key"),
+            ((e, i, list(k) if k else None) for e in ENTITIES for i, k in keys[e].items()),
+        )
+        cur.execute(
+            sql.SQL(
+                "UPDATE {snap} s SET key = k.key FROM _bp_keys k "
+                "WHERE s.run_id = %s AND s.entity = k.entity AND s.id = k.id"
+            ).format(snap=state(config, "snap_entities")),
+            (run_id,),
+        )
+        record_ledger(cur, config, run_id, source=sql.SQL(
+            "SELECT k.entity, k.id, k.key, s.row FROM _bp_keys k JOIN {snap} s "
+            "ON s.run_id = %(run)s AND s.entity = k.entity AND s.id = k.id WHERE k.key IS NOT NULL"
+        ).format(snap=state(config, "snap_entities")))
+        cur.execute("DROP TABLE _bp_keys")
+    return counts
+
+
+def record_ledger(cur, config: PreservationConfig, run_id: int, source: sql.Composable) -> None:
+    """Add ids the ledger has not seen; refresh the row of known ones; keys never change."""
+    cur.execute(
+        sql.SQL(
+            "INSERT INTO {ledger} (entity, id, key, row, first_run, last_run) "
+            "SELECT src.entity, src.id, src.key, src.row, %(run)s, %(run)s FROM ({source}) src "
+            "ON CONFLICT (entity, id) DO UPDATE SET last_run = EXCLUDED.last_run, row = EXCLUDED.row "
+            "WHERE {ledger}.key = EXCLUDED.key"
+        ).format(ledger=state(config, "ledger"), source=source),
+        {"run": run_id},
+    )
+
+
+def snapshot_user_rows(conn, config: PreservationConfig, run_id: int, catalog: Catalog) -> dict:
+    """Copy every user-owned row (whole) into ``snap_rows``; returns counts per table."""
+    counts = {}
+    filters = {}
+    for dep in catalog.user_dependents():
+        if dep.filter_column:
+            filters[dep.table] = (dep.filter_column, dep.filter_pattern)
+    with conn.cursor() as cur:
+        for table in catalog.user_tables():
+            pk = catalog.primary_keys.get(table)
+            if not pk:
+                logger.warning("table %s has no primary key; it is checked but not snapshotted", table)
+                continue
+            where = sql.SQL("")
+            params = [run_id, table]
+            if table in filters:
+                where = sql.SQL(" WHERE t.{} ILIKE %s").format(sql.Identifier(filters[table][0]))
+                params.append(filters[table][1])
+            cur.execute(
+                sql.SQL(
+                    "INSERT INTO {snap} (run_id, table_name, pk, row) "
+                    "SELECT %s, %s, {pk}, to_jsonb(t) FROM {tbl} t{where}"
+                ).format(
+                    snap=state(config, "snap_rows"),
+                    pk=pk_json(pk, "t"),
+                    tbl=sql.Identifier(config.schema, table),
+                    where=where,
+                ),
+                params,
+            )
+            counts[table] = cur.rowcount
+    return counts
+
+
+def pk_json(columns, alias: str) -> sql.Composed:
+    """``jsonb_build_object('id', t.id, ...)`` for a primary key."""
+    parts = []
+    for column in columns:
+        parts.append(sql.Literal(column))
+        parts.append(sql.Identifier(alias, column))
+    return sql.SQL("jsonb_build_object({})").format(sql.SQL(", ").join(parts))
+
+
+def apply_retention(conn, config: PreservationConfig) -> int:
+    """Drop snapshots of committed runs beyond the newest ``keep_runs``; never a failed run's."""
+    with conn.cursor() as cur:
+        cur.execute(
+            sql.SQL(
+                "SELECT run_id FROM {runs} WHERE outcome IN ('committed', 'dry_run', 'rolled_back_clean') "
+                "ORDER BY run_id DESC OFFSET %s"
+            ).format(runs=state(config, "runs")),
+            (max(0, config.keep_runs),),
+        )
+        old = [r[0] for r in cur.fetchall()]
+        if not old:
+            return 0
+        for table in ("snap_entities", "snap_rows"):
+            cur.execute(
+                sql.SQL("DELETE FROM {} WHERE run_id = ANY(%s)").format(state(config, table)), (old,)
+            )
+        cur.execute(
+            sql.SQL("UPDATE {} SET outcome = outcome || '+expired' WHERE run_id = ANY(%s)").format(
+                state(config, "runs")
+            ),
+            (old,),
+        )
+    return len(old)
