@@ -5,6 +5,7 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass
 
+from . import input_checks
 from .errors import InvalidInput
 
 MAX_NAME_LENGTH = 255  # the varchar(255) of the reference schema
@@ -75,4 +76,4 @@ def validate_teams(teams_data, *, known_leagues=None, source: str = "teams_data"
             )
         out.append(TeamRecord(index, code, values["club_name"], values["series_name"],
                               values["team_name"], values["team_alias"], values["display_name"]))
-    return out
+    return input_checks.check_teams(out, source=source)
