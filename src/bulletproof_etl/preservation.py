@@ -16,6 +16,7 @@ import psycopg2
 import psycopg2.extensions
 from psycopg2 import sql
 
+from . import _sequences as sequences
 from . import db
 from .catalog import current_keys, read_catalog
 from .config import DEFAULT_CONFIG, PreservationConfig
@@ -56,6 +57,11 @@ class RunReport:
     health: dict | None = None
     timings: dict = field(default_factory=dict)
     outcome: str = "running"
+    # filled by the integration (a protected ETL run): why it failed, what its clear
+    # deleted per table, and the ETL's own steps (result and seconds)
+    error: str | None = None
+    cleared: dict = field(default_factory=dict)
+    etl_steps: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -101,6 +107,8 @@ class BulletproofTeamPreservation:
                 self._rollback()
                 raise ConcurrentRun("another protected import is running on this database; "
                                     "this one did nothing (try again when it has finished)", stage="lock")
+        # nextval() survives a rollback: remember the sequences the run may move (see _sequences)
+        self._sequences = sequences.capture(self.conn, self.config)
         self._entered = True
         self.catalog = read_catalog(self.conn, self.config)
         return self
@@ -148,6 +156,26 @@ class BulletproofTeamPreservation:
                     cur.execute("RELEASE SAVEPOINT bp_run")
         except psycopg2.Error as err:  # never let a failed rollback hide the original error
             logger.error("rollback failed too: %s", err)
+            return
+        self._reset_sequences()
+
+    def _reset_sequences(self) -> None:
+        """Set back the sequences the rolled-back run moved, under the lock (released by the rollback)."""
+        if not getattr(self, "_sequences", None):
+            return
+        try:
+            with self.conn.cursor() as cur:
+                cur.execute("SELECT pg_try_advisory_xact_lock(%s)", (LOCK_KEY,))
+                if cur.fetchone()[0]:
+                    moved = sequences.reset(self.conn, self._sequences)
+                    if moved:
+                        logger.info("set %d id sequences back to where they were", moved)
+            if self._own:
+                self.conn.rollback()
+        except psycopg2.Error as err:
+            logger.warning("could not set the id sequences back (ids will have a gap): %s", err)
+            if self._own and not self.conn.closed:
+                self.conn.rollback()
 
     def _commit(self) -> None:
         self.stage = "commit"
@@ -166,6 +194,8 @@ class BulletproofTeamPreservation:
 
     def _record_failure(self, exc) -> None:
         self.report.outcome = "rolled_back"
+        if self.report.error is None:
+            self.report.error = str(exc).strip() or type(exc).__name__
         if self.report.run_id is not None:
             self._side(lambda c: finish_run(c, self.config, self.report.run_id, "failed", stage=self.stage,
                                         error=str(exc)[:2000]))
@@ -246,7 +276,7 @@ class BulletproofTeamPreservation:
         ledger_add(self.conn, self.config, self.report.run_id)
         self._upsert = result
         self.report.teams = result.to_dict()
-        self.report.parents = {e: r.to_dict() for e, r in parents.items()}
+        self.report.parents.update({e: r.to_dict() for e, r in parents.items()})
         self.report.timings["upsert"] = round(time.perf_counter() - started, 3)
         return self.report.teams
 
