@@ -1,25 +1,31 @@
 """Restoring user data: map every stale reference, re-insert what was deleted, quarantine the rest.
 
-1. An entity-level map (old id -> new id, with the strategy) is built in Python from the
-   ids the user rows reference, the ledger and the current keys (direct, then context).
-2. Row-level content matches for rows whose team no entity strategy could map.
-3. Ids nobody can map but a NOT NULL column needs are kept alive: the old team comes back
-   from the ledger as inactive (or, never seen, as a placeholder), so no row is deleted.
+1. An entity-level map (old id -> new id, with the strategy) from the ids the user rows
+   reference now or referenced in the snapshot: ``direct`` (ledger key -> the id of that key
+   now), then ``context`` (the old team's club, name or alias among teams whose key is new,
+   e.g. a renamed club; a series by its canonical name). A team retired in this run moves
+   to a unique new-key team the same way. An id the ledger knows, that no strategy maps and
+   that no row holds now, is kept alive: its old row comes back inactive (resurrect.py).
+2. Ids nobody knows (no ledger entry: a database damaged before any snapshot) are mapped by
+   row evidence (rowmatch.py): rows that name their team, leagues and series through the
+   teams of the same row, all evidence unanimous (``context``); then, per row, series named
+   in a poll or message plus the author's own teams (``content``).
+3. Ids still unmapped: a NOT NULL column keeps the row valid with a placeholder entity and
+   the row is quarantined; a nullable reference is set to NULL and the row quarantined.
 4. Rows deleted since the snapshot (by the ETL or a cascade) are re-inserted with their
-   primary keys, their references rewritten through the map.
-5. Live rows are remapped in one UPDATE per column; every change lands in ``mappings``.
-6. Nullable references nobody can map are set to NULL, the original row in ``quarantine``.
+   primary keys, parents before children, their references rewritten through the maps.
+5. Every change lands in ``mappings`` (table, primary key, column, old id, new id, strategy).
+   Nothing is deleted.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import asdict, dataclass, field
 
 from psycopg2 import sql
 
-from . import strategies
+from . import rowmatch, strategies
 from .catalog import Catalog, current_keys
 from .config import PreservationConfig
 from .resurrect import resurrect
@@ -27,18 +33,31 @@ from .snapshot import _copy_rows, pk_json, state
 
 logger = logging.getLogger(__name__)
 
+STRATEGIES = ("direct", "context", "content")
+
 
 @dataclass
 class TableRestore:
-    """What the restore did to one user-owned table."""
+    """What the restore did to one user-owned table.
+
+    ``rows_after = rows_before + reinserted``; ``kept`` rows were not written at all.
+    ``remapped`` counts references (a row with two remapped columns counts twice), on live
+    and re-inserted rows alike. ``quarantined`` counts quarantine entries: one per reference
+    set to NULL (``nulled``), one per reference left on a placeholder (``on_placeholder``)
+    and one per snapshot row that could not be put back (``withheld``; its data is whole in
+    the quarantine table).
+    """
 
     table: str
     rows_before: int = 0
+    rows_after: int = 0
     kept: int = 0
-    remapped: dict = field(default_factory=dict)  # strategy -> count
+    remapped: dict = field(default_factory=dict)  # strategy -> references
     reinserted: int = 0
     quarantined: int = 0
     nulled: int = 0
+    on_placeholder: int = 0
+    withheld: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -46,21 +65,36 @@ class TableRestore:
 
 @dataclass
 class RestoreReport:
+    run_id: int | None = None
     tables: dict = field(default_factory=dict)
+    mapped_ids: dict = field(default_factory=dict)  # entity -> strategy -> distinct old ids mapped
     resurrected: dict = field(default_factory=dict)  # entity -> ids kept alive
-    unresolved: dict = field(default_factory=dict)  # entity -> count of ids no strategy mapped
+    unresolved: dict = field(default_factory=dict)  # entity -> ids no strategy maps (placeholder or NULL)
 
     def total(self, what: str) -> int:
         if what == "remapped":
             return sum(sum(t.remapped.values()) for t in self.tables.values())
         return sum(getattr(t, what) for t in self.tables.values())
 
+    def remapped_by_strategy(self) -> dict:
+        out: dict = {}
+        for t in self.tables.values():
+            for strategy, n in t.remapped.items():
+                out[strategy] = out.get(strategy, 0) + n
+        return out
+
     def to_dict(self) -> dict:
+        """``totals`` holds only what the restore did (all zero: nothing to do)."""
         return {
+            "run_id": self.run_id,
             "tables": {k: v.to_dict() for k, v in self.tables.items()},
+            "mapped_ids": self.mapped_ids,
             "resurrected": {k: sorted(v) for k, v in self.resurrected.items()},
-            "unresolved": self.unresolved,
-            "totals": {w: self.total(w) for w in ("remapped", "reinserted", "quarantined", "nulled")},
+            "unresolved": {k: sorted(v) for k, v in self.unresolved.items()},
+            "rows": {w: self.total(w) for w in ("rows_before", "rows_after", "kept")},
+            "remapped_by_strategy": self.remapped_by_strategy(),
+            "totals": {w: self.total(w) for w in ("remapped", "reinserted", "quarantined", "nulled",
+                                                  "on_placeholder", "withheld")},
         }
 
 
@@ -100,7 +134,7 @@ def _ledger(cur, config, entity: str, ids) -> dict:
     return {i: (tuple(k) if k else None, row) for i, k, row in cur.fetchall()}
 
 
-def _team_candidates(cur, config, keys: dict) -> list:
+def _teams(cur, config, keys: dict) -> list:
     cur.execute(
         sql.SQL("SELECT id, {}, {}, {} FROM {}").format(
             sql.Identifier(config.team_name), sql.Identifier(config.team_alias),
@@ -110,18 +144,23 @@ def _team_candidates(cur, config, keys: dict) -> list:
             for i, n, a, act in cur.fetchall()]
 
 
-def build_entity_map(cur, config, referenced: dict, keys: dict, *, created=(), retired=()) -> tuple:
-    """``({entity: {old: (new, strategy)}}, {entity: unresolved ids}, {entity: ids to revive})``.
+def _new_key_teams(cur, config, run_id, teams: list) -> list:
+    """Active teams whose key no team had before this run: the only targets of a rename."""
+    if run_id is None:
+        return []
+    cur.execute(sql.SQL("SELECT DISTINCT key FROM {} WHERE entity = 'teams' AND first_run < %s").format(
+        state(config, "ledger")), (run_id,))
+    old = {tuple(k) for (k,) in cur.fetchall() if k}
+    return [t for t in teams if t["active"] and t["key"] is not None and t["key"] not in old]
 
-    An id whose key nobody holds now, but which the ledger knows, is revived: its old row
-    comes back inactive and every reference to it stays (G4: same key before and after).
-    """
+
+def build_entity_map(cur, config, run_id, referenced: dict, keys: dict, *, retired=()) -> tuple:
+    """``({entity: {old: (new, strategy)}}, {entity: unresolved ids}, {entity: ids to revive})``."""
     mapping: dict = {}
     unresolved: dict = {}
     revive: dict = {}
-    teams = _team_candidates(cur, config, keys["teams"])
-    active_teams = [t for t in teams if t["active"]]
-    created_teams = [t for t in teams if t["id"] in set(created)]
+    teams = _teams(cur, config, keys["teams"])
+    renamed_to = _new_key_teams(cur, config, run_id, teams)
     retired = set(retired)
     series_names = None
     for entity, ids in referenced.items():
@@ -132,11 +171,11 @@ def build_entity_map(cur, config, referenced: dict, keys: dict, *, created=(), r
                 by_key.setdefault(k, []).append(i)
         ledger = _ledger(cur, config, entity, ids)
         emap, missing = {}, set()
-        for old in ids:
+        for old in sorted(ids):
             led_key, led_row = ledger.get(old, (None, None))
             if old in current and (led_key is None or led_key == current[old]):
-                if entity == "teams" and old in retired and created_teams:
-                    new = strategies.context(led_row, current[old], created_teams, config)
+                if entity == "teams" and old in retired:  # dropped in this run: renamed, perhaps
+                    new = strategies.context(led_row, current[old], renamed_to, config)
                     if new is not None:
                         emap[old] = (new, "context")
                 continue
@@ -146,7 +185,7 @@ def build_entity_map(cur, config, referenced: dict, keys: dict, *, created=(), r
                 continue
             new = None
             if entity == "teams":
-                new = strategies.context(led_row, led_key, active_teams, config)
+                new = strategies.context(led_row, led_key, renamed_to, config)
             elif entity == "series" and led_row:
                 if series_names is None:
                     cur.execute(sql.SQL("SELECT id, {} FROM {}").format(
@@ -164,93 +203,88 @@ def build_entity_map(cur, config, referenced: dict, keys: dict, *, created=(), r
     return mapping, unresolved, revive
 
 
-def _author_teams(cur, config, hint, authors, keys, emap) -> dict:
-    """Each author's current teams: their own team_id plus their players' teams."""
-    out: dict = {}
-    cur.execute(
-        sql.SQL("SELECT id, {} FROM {} WHERE id = ANY(%s)").format(
-            sql.Identifier(config.user_team_column), sql.Identifier(config.schema, config.user_table)),
-        (list(authors),),
-    )
-    for uid, team in cur.fetchall():
-        if team is not None:
-            team = emap.get(team, (team, None))[0]
-            out.setdefault(uid, set()).add(team)
-    cur.execute("SELECT to_regclass('user_player_associations'), to_regclass('players')")
-    if all(cur.fetchone()):
-        cur.execute(
-            "SELECT u.user_id, p.team_id FROM user_player_associations u "
-            "JOIN players p ON p.tenniscores_player_id = u.tenniscores_player_id "
-            "WHERE u.user_id = ANY(%s) AND p.team_id IS NOT NULL",
-            (list(authors),),
-        )
-        for uid, team in cur.fetchall():
-            out.setdefault(uid, set()).add(team)
-    return {u: [{"id": t, "key": keys.get(t)} for t in ts if keys.get(t)] for u, ts in out.items()}
+def _row_evidence(cur, config, catalog, run_id, keys, emap, unresolved, revive) -> dict:
+    """Step 2 of the module docstring; moves what it maps from ``unresolved`` into ``emap``."""
+    teams_now = keys["teams"]
+    revived = revive.get("teams", set())
 
+    def team_now(team):
+        if team in emap.get("teams", {}):
+            return emap["teams"][team][0]
+        return team if team in teams_now or team in revived else None
 
-def content_matches(cur, config, catalog, run_id, unresolved_teams: set, keys, emap) -> list:
-    """Row-level (table, pk, column, new id) for text rows whose team nobody else could map."""
-    out = []
-    if not unresolved_teams:
-        return out
-    for hint in config.text_hints:
-        deps = [d for d in catalog.user_dependents() if d.table == hint.table and d.entity == "teams"]
-        pk = catalog.primary_keys.get(hint.table)
-        if not deps or not pk:
-            continue
-        for dep in deps:
-            author = sql.Identifier(hint.author_column) if hint.author_column else sql.SQL("NULL")
-            cur.execute(
-                sql.SQL("SELECT {pk}, t.{txt}, t.{author} FROM {tbl} t WHERE t.{col} = ANY(%s) "
-                        "UNION ALL SELECT s.pk, s.row->>%s, (s.row->>%s)::bigint FROM {snap} s "
-                        "WHERE s.run_id = %s AND s.table_name = %s AND (s.row->>%s)::bigint = ANY(%s)").format(
-                    pk=pk_json(pk, "t"), txt=sql.Identifier(hint.text_column), author=author,
-                    tbl=sql.Identifier(config.schema, hint.table), col=sql.Identifier(dep.column),
-                    snap=state(config, "snap_rows")),
-                (list(unresolved_teams), hint.text_column, hint.author_column or "", run_id, hint.table,
-                 dep.column, list(unresolved_teams)),
-            )
-            rows = cur.fetchall()
-            authors = {a for _, _, a in rows if a is not None}
-            teams_of = _author_teams(cur, config, hint, authors, keys, emap) if authors else {}
-            for pk_value, text, author in rows:
-                new = strategies.content(text, teams_of.get(author, []), config)
-                if new is not None:
-                    out.append((hint.table, json.dumps(pk_value, sort_keys=True), dep.column, new))
-    return out
+    stale = unresolved.get("teams", set())
+    if stale:
+        cur.execute(sql.SQL("SELECT id, {}, {} FROM {}").format(
+            sql.Identifier(config.team_name), sql.Identifier(config.team_alias),
+            sql.Identifier(config.schema, config.table("teams"))))
+        for old, new in rowmatch.names_in_rows(cur, config, catalog, run_id, stale, cur.fetchall()).items():
+            emap.setdefault("teams", {})[old] = (new, "context")
+            stale.discard(old)
+    for entity in ("leagues", "series"):
+        found = rowmatch.parents_from_teams(cur, config, catalog, run_id, entity, unresolved.get(entity, set()),
+                                            team_now)
+        for old, new in found.items():
+            emap.setdefault(entity, {})[old] = (new, "context")
+            unresolved[entity].discard(old)
+    return rowmatch.content_matches(cur, config, catalog, run_id, stale, teams_now, team_now)
 
 
 def restore(conn, config: PreservationConfig, catalog: Catalog, run_id, *, created=(), retired=()) -> RestoreReport:
-    """Run steps 1-6 of the module docstring; returns per-table counts."""
-    report = RestoreReport()
+    """Run steps 1-5 of the module docstring; returns per-table counts.
+
+    ``created`` is accepted for callers of the first version; teams with a new key are
+    found from the ledger now.
+    """
+    del created
+    report = RestoreReport(run_id=run_id)
     keys = current_keys(conn, config)
     with conn.cursor() as cur:
         referenced = referenced_ids(cur, config, catalog, run_id)
-        emap, unresolved, revive = build_entity_map(cur, config, referenced, keys, created=created, retired=retired)
-        rowmap = content_matches(cur, config, catalog, run_id, unresolved.get("teams", set()), keys["teams"],
-                                 emap.get("teams", {}))
+        emap, unresolved, revive = build_entity_map(cur, config, run_id, referenced, keys, retired=retired)
+        rowmap = _row_evidence(cur, config, catalog, run_id, keys, emap, unresolved, revive)
+        emap = {e: _compose(m) for e, m in emap.items()}
         _push_maps(cur, emap, rowmap)
         needed = _not_null_unresolved(cur, config, catalog, run_id, unresolved)
         for entity, ids in revive.items():
             needed.setdefault(entity, set()).update(ids)
-        report.resurrected = resurrect(cur, config, needed, emap)
-        report.unresolved = {e: len(v) for e, v in unresolved.items() if v}
+        report.resurrected = resurrect(cur, config, needed, emap, keys)
+        report.unresolved = {e: sorted(v) for e, v in unresolved.items() if v}
+        report.mapped_ids = {}
+        for entity, m in emap.items():
+            for _new, how in m.values():
+                report.mapped_ids.setdefault(entity, {}).setdefault(how, 0)
+                report.mapped_ids[entity][how] += 1
         from .apply import apply_restore
+
         apply_restore(cur, config, catalog, run_id, unresolved, report)
+    logger.info("restore of run %s: %s", run_id, report.to_dict()["totals"])
     return report
 
 
-def _push_maps(cur, emap: dict, rowmap: list) -> None:
+def _compose(emap: dict) -> dict:
+    """Follow chains (3 -> 10 by key, 10 -> 30 renamed) to their end; context if any step was."""
+    out = {}
+    for old, (new, how) in emap.items():
+        seen = {old}
+        while new in emap and new not in seen:
+            seen.add(new)
+            new, step = emap[new]
+            how = "context" if "context" in (how, step) else how
+        out[old] = (new, how)
+    return out
+
+
+def _push_maps(cur, emap: dict, rowmap: dict) -> None:
     cur.execute("DROP TABLE IF EXISTS _bp_map; DROP TABLE IF EXISTS _bp_rowmap")
     cur.execute("CREATE TEMP TABLE _bp_map (entity text, old_id bigint, new_id bigint, strategy text, "
                 "PRIMARY KEY (entity, old_id)) ON COMMIT DROP")
-    cur.execute("CREATE TEMP TABLE _bp_rowmap (table_name text, pk jsonb, column_name text, new_id bigint, "
-                "strategy text) ON COMMIT DROP")
+    cur.execute("CREATE TEMP TABLE _bp_rowmap (table_name text, pk jsonb, column_name text, old_id bigint, "
+                "new_id bigint, strategy text, PRIMARY KEY (table_name, pk, column_name)) ON COMMIT DROP")
     _copy_rows(cur, sql.Identifier("_bp_map"), ("entity", "old_id", "new_id", "strategy"),
                ((e, old, new, how) for e, m in emap.items() for old, (new, how) in m.items()))
-    _copy_rows(cur, sql.Identifier("_bp_rowmap"), ("table_name", "pk", "column_name", "new_id", "strategy"),
-               ((t, pk, c, new, "content") for t, pk, c, new in rowmap))
+    _copy_rows(cur, sql.Identifier("_bp_rowmap"), ("table_name", "pk", "column_name", "old_id", "new_id", "strategy"),
+               ((t, pk, c, old, new, "content") for (t, pk, c), (old, new) in rowmap.items()))
     cur.execute("ANALYZE _bp_map; ANALYZE _bp_rowmap")
 
 
@@ -259,7 +293,7 @@ def _not_null_unresolved(cur, config, catalog, run_id, unresolved: dict) -> dict
     needed: dict = {}
     for dep in catalog.user_dependents():
         ids = unresolved.get(dep.entity)
-        if dep.nullable or not ids:
+        if dep.nullable or not ids or dep.table not in catalog.primary_keys:
             continue
         flt, params = _where_filter(dep)
         cur.execute(
@@ -273,9 +307,11 @@ def _not_null_unresolved(cur, config, catalog, run_id, unresolved: dict) -> dict
         found = {r[0] for r in cur.fetchall()}
         if run_id is not None:
             cur.execute(
-                sql.SQL("SELECT DISTINCT (row->>%s)::bigint FROM {} WHERE run_id = %s AND table_name = %s "
-                        "AND (row->>%s)::bigint = ANY(%s)").format(state(config, "snap_rows")),
-                (dep.column, run_id, dep.table, dep.column, list(ids)),
+                sql.SQL("SELECT DISTINCT (s.row->>%s)::bigint FROM {} s WHERE s.run_id = %s AND s.table_name = %s "
+                        "AND (s.row->>%s)::bigint = ANY(%s) AND NOT EXISTS (SELECT 1 FROM _bp_rowmap r "
+                        "WHERE r.table_name = s.table_name AND r.column_name = %s AND r.pk = s.pk)").format(
+                    state(config, "snap_rows")),
+                (dep.column, run_id, dep.table, dep.column, list(ids), dep.column),
             )
             found.update(r[0] for r in cur.fetchall())
         needed.setdefault(dep.entity, set()).update(found)

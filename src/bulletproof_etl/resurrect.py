@@ -1,17 +1,24 @@
-"""Keeping an entity alive for a NOT NULL reference that no strategy could map.
+"""Keeping an entity alive, with its old id, for references no strategy maps elsewhere.
 
-The old row comes back from the ledger, inactive, with its old id; an id the ledger never
-saw gets a clearly named placeholder. Rows are never deleted to make a reference valid.
-This path runs only for ids nobody can map, so it works row by row.
+Two cases. A team (or league, club, series) the ledger knows but that no row holds now
+comes back from its ledger row, inactive, with its old id: its key is still the right
+answer for the rows that point at it (G4). Its parents are found by their own ledger keys
+(the club the team had, wherever its id is now), or come back the same way. An id that
+nobody ever recorded, but that a NOT NULL column needs, gets a clearly named placeholder
+("(unknown team 17)") so the row stays valid; such rows are also quarantined. Rows are
+never deleted to make a reference valid. This path runs for few ids, so it works row by row.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 
+import psycopg2
 from psycopg2 import sql
 
 from .config import PreservationConfig
+from .errors import BulletproofError
 from .snapshot import state
 from .upsert import keep_sequence_ahead
 
@@ -19,43 +26,60 @@ logger = logging.getLogger(__name__)
 
 PLACEHOLDER_LEAGUE = "UNKNOWN"
 PLACEHOLDER_NAME = "(unknown {entity} {id})"
+PARENTS = ("leagues", "clubs", "series")
 
 
-def _exists(cur, config, entity: str, id_) -> bool:
-    cur.execute(sql.SQL("SELECT 1 FROM {} WHERE id = %s").format(
-        sql.Identifier(config.schema, config.table(entity))), (id_,))
-    return cur.fetchone() is not None
+class _Keys:
+    """Current ids by key per entity, kept up to date as rows come back."""
+
+    def __init__(self, keys: dict) -> None:
+        self.of = {e: dict(ids) for e, ids in keys.items()}
+        self.by_key: dict = {}
+        for entity, ids in keys.items():
+            for i, k in ids.items():
+                if k is not None:
+                    self.by_key.setdefault(entity, {}).setdefault(k, []).append(i)
+
+    def add(self, entity: str, id_, key) -> None:
+        self.of.setdefault(entity, {})[id_] = key
+        if key is not None:
+            self.by_key.setdefault(entity, {}).setdefault(key, []).append(id_)
 
 
-def _ledger_row(cur, config, entity: str, id_):
-    cur.execute(sql.SQL("SELECT row FROM {} WHERE entity = %s AND id = %s").format(state(config, "ledger")),
+def _ledger(cur, config, entity: str, id_):
+    cur.execute(sql.SQL("SELECT key, row FROM {} WHERE entity = %s AND id = %s").format(state(config, "ledger")),
                 (entity, id_))
     found = cur.fetchone()
-    return found[0] if found else None
+    return (tuple(found[0]) if found[0] else None, found[1]) if found else (None, None)
 
 
-def _insert_row(cur, config, entity: str, row: dict) -> None:
+def _insert_row(cur, config, entity: str, row: dict) -> bool:
+    """Insert a whole row with its id; False (and nothing written) if a constraint refuses it."""
     tbl = sql.Identifier(config.schema, config.table(entity))
-    cur.execute(
-        sql.SQL("INSERT INTO {tbl} SELECT (jsonb_populate_record(NULL::{tbl}, %s::jsonb)).*").format(tbl=tbl),
-        (_json(row),),
-    )
+    cur.execute("SAVEPOINT bp_revive")
+    try:
+        cur.execute(
+            sql.SQL("INSERT INTO {tbl} SELECT (jsonb_populate_record(NULL::{tbl}, %s::jsonb)).*").format(tbl=tbl),
+            (json.dumps(row, default=str),),
+        )
+    except psycopg2.Error as exc:
+        cur.execute("ROLLBACK TO SAVEPOINT bp_revive")
+        logger.warning("could not bring back %s %s: %s", entity, row.get("id"), str(exc).strip().splitlines()[0])
+        return False
+    cur.execute("RELEASE SAVEPOINT bp_revive")
+    return True
 
 
-def _json(row: dict) -> str:
-    import json
-
-    return json.dumps(row, default=str)
+def _name_column(config, entity: str) -> str:
+    return {"leagues": config.league_code, "clubs": config.club_name, "series": config.series_name}[entity]
 
 
-def _placeholder_parent(cur, config, entity: str, club_name: str = "(unknown club)") -> int:
-    """A placeholder league, club or series (created once per name)."""
-    if entity == "leagues":
-        column, value, extra = config.league_code, PLACEHOLDER_LEAGUE, {config.league_name: "Unknown league"}
-    elif entity == "clubs":
-        column, value, extra = config.club_name, club_name, {}
-    else:
-        column, value, extra = config.series_name, "(unknown series)", {config.series_display: "(unknown series)"}
+def _placeholder_parent(cur, config, entity: str, name: str | None = None) -> int:
+    """A placeholder league, club or series, created once per name."""
+    column = _name_column(config, entity)
+    value = name or {"leagues": PLACEHOLDER_LEAGUE, "clubs": "(unknown club)", "series": "(unknown series)"}[entity]
+    extra = {"leagues": {config.league_name: "Unknown league"}, "clubs": {},
+             "series": {config.series_display: value}}[entity]
     tbl = sql.Identifier(config.schema, config.table(entity))
     cur.execute(sql.SQL("SELECT id FROM {} WHERE {} = %s").format(tbl, sql.Identifier(column)), (value,))
     found = cur.fetchone()
@@ -70,18 +94,62 @@ def _placeholder_parent(cur, config, entity: str, club_name: str = "(unknown clu
     return cur.fetchone()[0]
 
 
-def _bring_back(cur, config, entity: str, id_, emap: dict) -> None:
-    row = _ledger_row(cur, config, entity, id_)
-    if entity != "teams":
-        if row is None:
-            name_col = {"leagues": config.league_code, "clubs": config.club_name, "series": config.series_name}[entity]
-            row = {"id": id_, name_col: PLACEHOLDER_NAME.format(entity=entity.rstrip("s"), id=id_)}
-            if entity == "leagues":
-                row[config.league_name] = row[name_col]
-            if entity == "series":
-                row[config.series_display] = row[name_col]
-        _insert_row(cur, config, entity, row)
-        return
+def _bring_back_parent(cur, config, entity: str, id_, keys: _Keys) -> bool:
+    """A league, club or series from its ledger row (True), or a placeholder row with its id."""
+    key, row = _ledger(cur, config, entity, id_)
+    if row is not None and _insert_row(cur, config, entity, row):
+        keys.add(entity, id_, key)
+        return True
+    name = PLACEHOLDER_NAME.format(entity=entity.rstrip("s"), id=id_)
+    row = {"id": id_, _name_column(config, entity): name}
+    if entity == "leagues":
+        row[config.league_name] = name
+    if entity == "series":
+        row[config.series_display] = name
+    if not _insert_row(cur, config, entity, row):
+        raise BulletproofError(f"cannot create a placeholder {entity} with id {id_}", stage="restore")
+    keys.add(entity, id_, None)
+    return False
+
+
+def _parent_now(cur, config, entity: str, old, emap: dict, keys: _Keys, done: dict):
+    """Where the parent ``old`` of a team that comes back is now (its key decides)."""
+    if old is None:
+        return _placeholder_parent(cur, config, entity)
+    if old in emap.get(entity, {}):
+        return emap[entity][old][0]
+    led_key, led_row = _ledger(cur, config, entity, old)
+    if old in keys.of.get(entity, {}) and (led_key is None or keys.of[entity][old] == led_key):
+        return old
+    if led_key is not None:
+        ids = keys.by_key.get(entity, {}).get(led_key, [])
+        if len(ids) == 1:
+            return ids[0]
+        if ids:  # rows differing only in case or spacing: any gives the team the same key
+            return _same_name_first(cur, config, entity, ids, led_row.get(_name_column(config, entity)) if led_row else None)
+    if old not in keys.of.get(entity, {}) and led_key is not None:
+        if _bring_back_parent(cur, config, entity, old, keys):
+            done.setdefault(entity, []).append(old)
+            return old
+    return _placeholder_parent(cur, config, entity)
+
+
+def _same_name_first(cur, config, entity: str, ids: list, name):
+    cur.execute(sql.SQL("SELECT id FROM {} WHERE id = ANY(%s) ORDER BY {} = %s DESC, id LIMIT 1").format(
+        sql.Identifier(config.schema, config.table(entity)), sql.Identifier(_name_column(config, entity))),
+        (ids, name))
+    return cur.fetchone()[0]
+
+
+def _taken(cur, config, columns: dict) -> bool:
+    tbl = sql.Identifier(config.schema, config.table("teams"))
+    where = sql.SQL(" AND ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in columns)
+    cur.execute(sql.SQL("SELECT 1 FROM {} WHERE {}").format(tbl, where), list(columns.values()))
+    return cur.fetchone() is not None
+
+
+def _bring_back_team(cur, config, id_, emap: dict, keys: _Keys, done: dict) -> None:
+    key, row = _ledger(cur, config, "teams", id_)
     if row is None:
         row = {"id": id_, config.team_name: PLACEHOLDER_NAME.format(entity="team", id=id_),
                config.team_league: None, config.team_club: None, config.team_series: None}
@@ -89,43 +157,40 @@ def _bring_back(cur, config, entity: str, id_, emap: dict) -> None:
     row = dict(row)
     for parent, column in (("leagues", config.team_league), ("clubs", config.team_club),
                            ("series", config.team_series)):
-        pid = row.get(column)
-        if pid is not None and pid in emap.get(parent, {}):
-            pid = emap[parent][pid][0]
-        if pid is None or not _exists(cur, config, parent, pid):
-            pid = _placeholder_parent(cur, config, parent)
-        row[column] = pid
+        old = row.get(column) if key is not None else None
+        row[column] = _parent_now(cur, config, parent, old, emap, keys, done)
     row[config.team_active] = False
     # a live team may have taken the name meanwhile; the old one steps aside, visibly
-    cur.execute(
-        sql.SQL("SELECT 1 FROM {} WHERE {} = %s AND {} = %s").format(
-            sql.Identifier(config.schema, config.table("teams")), sql.Identifier(config.team_name),
-            sql.Identifier(config.team_league)),
-        (row[config.team_name], row[config.team_league]),
-    )
-    if cur.fetchone():
+    if _taken(cur, config, {config.team_name: row[config.team_name], config.team_league: row[config.team_league]}):
         row[config.team_name] = f"{row[config.team_name]} (retired #{id_})"
-    cur.execute(
-        sql.SQL("SELECT 1 FROM {} WHERE {} = %s AND {} = %s AND {} = %s").format(
-            sql.Identifier(config.schema, config.table("teams")), sql.Identifier(config.team_club),
-            sql.Identifier(config.team_series), sql.Identifier(config.team_league)),
-        (row[config.team_club], row[config.team_series], row[config.team_league]),
-    )
-    if cur.fetchone():  # the (club, series, league) slot is taken: keep it under a club of its own
+    slot = {config.team_club: row[config.team_club], config.team_series: row[config.team_series],
+            config.team_league: row[config.team_league]}
+    if _taken(cur, config, slot):  # only with duplicate keys; the old team keeps a club of its own
         row[config.team_club] = _placeholder_parent(cur, config, "clubs", f"(club of retired team #{id_})")
-    _insert_row(cur, config, "teams", row)
+    if not _insert_row(cur, config, "teams", row):
+        raise BulletproofError(f"cannot bring back team {id_}", stage="restore")
+    keys.add("teams", id_, key)
 
 
-def resurrect(cur, config: PreservationConfig, needed: dict, emap: dict) -> dict:
-    """Bring back every id in ``needed`` ({entity: ids}); parents before teams."""
+def resurrect(cur, config: PreservationConfig, needed: dict, emap: dict, keys: dict | None = None) -> dict:
+    """Bring back every id in ``needed`` (``{entity: ids}``), parents before teams.
+
+    Returns ``{entity: [ids brought back]}``, parents brought back for a team included.
+    """
+    known = _Keys(keys or {})
     done: dict = {}
-    for entity in ("leagues", "clubs", "series", "teams"):
+    for entity in (*PARENTS, "teams"):
+        tbl = sql.Identifier(config.schema, config.table(entity))
         for id_ in sorted(needed.get(entity, ())):
-            if _exists(cur, config, entity, id_):
+            cur.execute(sql.SQL("SELECT 1 FROM {} WHERE id = %s").format(tbl), (id_,))
+            if cur.fetchone():
                 continue
-            _bring_back(cur, config, entity, id_, emap)
+            if entity == "teams":
+                _bring_back_team(cur, config, id_, emap, known, done)
+            else:
+                _bring_back_parent(cur, config, entity, id_, known)
             done.setdefault(entity, []).append(id_)
-            logger.info("kept %s %s alive (inactive) for rows no strategy could map", entity, id_)
-        if done.get(entity):
-            keep_sequence_ahead(cur, config, entity)
-    return done
+            logger.info("kept %s %s alive for rows that point at it", entity, id_)
+    for entity in done:
+        keep_sequence_ahead(cur, config, entity)
+    return {e: sorted(ids) for e, ids in done.items()}
