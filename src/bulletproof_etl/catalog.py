@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 
 from psycopg2 import sql
 
@@ -51,6 +51,26 @@ WHERE i.indisunique AND n.nspname = %s
 GROUP BY c.relname, i.indexrelid
 """
 
+_CONSTRAINTS = """
+SELECT c.relname, con.conname, con.contype, con.convalidated
+FROM pg_constraint con
+JOIN pg_class c ON c.oid = con.conrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = %s AND con.contype IN ('p', 'u', 'f', 'x')
+ORDER BY 1, 2
+"""
+
+# every foreign key in any schema whose target is one entity table (for re-keying)
+_REFERENCING = """
+SELECT n.nspname, rel.relname, a.attname, array_length(con.conkey, 1)
+FROM pg_constraint con
+JOIN pg_class rel ON rel.oid = con.conrelid
+JOIN pg_namespace n ON n.oid = rel.relnamespace
+JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = con.conkey[1]
+WHERE con.contype = 'f' AND con.confrelid = %s::regclass
+ORDER BY 1, 2, 3
+"""
+
 _USER_FKS = """
 SELECT rel.relname, tr.relname, a.attname, pa.attname
 FROM pg_constraint con
@@ -63,6 +83,23 @@ WHERE con.contype = 'f' AND n.nspname = %s AND array_length(con.conkey, 1) = 1
 """
 
 
+_KINDS = {"p": "primary key", "u": "unique", "f": "foreign key", "x": "exclusion"}
+
+
+@dataclass(frozen=True)
+class Referencing:
+    """A column holding ids of one entity: from a foreign key (any schema) or declared."""
+
+    schema: str
+    table: str
+    column: str
+    has_fk: bool
+
+    @property
+    def label(self) -> str:
+        return f"{self.schema}.{self.table}.{self.column}"
+
+
 @dataclass(frozen=True)
 class Catalog:
     """What the database looks like, read once per run."""
@@ -72,6 +109,8 @@ class Catalog:
     unique_sets: dict  # table -> list of sorted column tuples
     fk_edges: tuple  # (child table, parent table, child column, parent column)
     server_version: str
+    # table -> {constraint name: kind}; kind is "primary key", "unique", "foreign key", "exclusion"
+    constraints: dict = field(default_factory=dict)
 
     def user_dependents(self) -> list:
         return [d for d in self.dependents if d.owner == "user"]
@@ -91,6 +130,18 @@ class Catalog:
 
     def has_unique(self, table: str, columns) -> bool:
         return tuple(sorted(columns)) in self.unique_sets.get(table, [])
+
+    def has_constraint(self, table: str, name: str) -> bool:
+        return name in self.constraints.get(table, {})
+
+    def to_dict(self) -> dict:
+        return {
+            "server_version": self.server_version,
+            "dependents": [asdict(d) for d in self.dependents],
+            "primary_keys": self.primary_keys,
+            "unique_sets": {t: [list(c) for c in cols] for t, cols in self.unique_sets.items()},
+            "constraints": self.constraints,
+        }
 
 
 def _topological(tables: set, edges) -> list:
@@ -140,6 +191,10 @@ def read_catalog(conn, config: PreservationConfig) -> Catalog:
             unique_sets.setdefault(table, []).append(tuple(sorted(cols)))
         cur.execute(_USER_FKS, (config.schema,))
         edges = tuple(cur.fetchall())
+        cur.execute(_CONSTRAINTS, (config.schema,))
+        constraints: dict = {}
+        for table, name, kind, _valid in cur.fetchall():
+            constraints.setdefault(table, {})[name] = _KINDS[kind]
     deps = []
     for dep in found.values():
         if dep.table in config.user_rows_in_etl_tables:
@@ -151,7 +206,36 @@ def read_catalog(conn, config: PreservationConfig) -> Catalog:
         else:
             deps.append(dep)
     deps.sort(key=lambda d: (d.owner, d.table, d.column))
-    return Catalog(tuple(deps), primary_keys, unique_sets, edges, version)
+    return Catalog(tuple(deps), primary_keys, unique_sets, edges, version, constraints)
+
+
+def referencing_columns(conn, config: PreservationConfig, entity: str) -> list:
+    """Every column that holds ids of ``entity``: single-column foreign keys to its table in
+    any schema (the ETL's own tables and the other entities included), then the configured
+    columns without a key. A composite foreign key cannot be re-pointed column by column; it
+    is logged and left out."""
+    out: dict = {}
+    with conn.cursor() as cur:
+        cur.execute(_REFERENCING, (_regclass(config.schema, config.table(entity)),))
+        for schema, table, column, width in cur.fetchall():
+            if width != 1:
+                logger.warning("composite foreign key on %s.%s references %s; not re-pointed",
+                               schema, table, entity)
+                continue
+            out[(schema, table, column)] = Referencing(schema, table, column, True)
+        cur.execute(_COLUMN_NULLABLE, (config.schema,))
+        existing = {(t, c) for t, c, _n in cur.fetchall()}
+    for dep in config.declared:
+        if dep.entity != entity or (dep.table, dep.column) not in existing:
+            continue
+        out.setdefault((config.schema, dep.table, dep.column),
+                       Referencing(config.schema, dep.table, dep.column, False))
+    return [out[k] for k in sorted(out)]
+
+
+def _regclass(schema: str, table: str) -> str:
+    """``"schema"."table"`` as text, for a ``::regclass`` parameter."""
+    return ".".join('"' + part.replace('"', '""') + '"' for part in (schema, table))
 
 
 def current_keys(conn, config: PreservationConfig) -> dict:

@@ -16,8 +16,12 @@ from dataclasses import dataclass, field, replace
 ENTITIES = ("leagues", "clubs", "series", "teams")
 
 _WS = re.compile(r"\s+")
-# "Chicago 22", "Series 22", "Division 22", "Div 22", "S22", "S2B", "Series A", "Chicago 11 SW"
-_SERIES_PREFIX = re.compile(r"^(?:chicago|series|division|div|sw|s(?=\d))\s*(?=\S)", re.IGNORECASE)
+# Words a series name may start with; "ERIES" is a real scraper typo ("Series eries 16").
+_SERIES_PREFIX = re.compile(r"^(?:chicago|series|eries|division|div\.?)\s+(?=\S)")
+_S_PREFIX = re.compile(r"^s(?=\d)")
+_NUMBER_LETTERS = re.compile(r"^0*(\d+)\s*([a-z]{1,2})?$")
+#: Leagues whose two-letter series suffixes are written apart ("Chicago 11 SW" -> "11 sw").
+SPACED_SUFFIX_LEAGUES = frozenset({"APTA_CHICAGO"})
 
 
 def canonical_name(value: str) -> str:
@@ -29,13 +33,29 @@ def canonical_name(value: str) -> str:
 def canonical_series(league_code: str | None, series_name: str) -> str:
     """One value for every spelling of a series within a league.
 
-    "Chicago 22", "Series 22", "Division 22" and "S22" give "22"; "Series 2B" and "S2B"
-    give "2b"; "Chicago 11 SW" and "Series 11 SW" give "11 sw". The league is accepted so
-    a configuration can make the rule per league; the default rule is the same for all.
+    "Chicago 22", "Series 22", "Division 22", "Div. 22", "S22" and "Series 022" give "22";
+    "Series 2B", "S2B" and "Series 2 b" give "2b"; "Chicago 11 SW" and "Series 11SW" give
+    "11 sw"; "Series A" gives "a". The league decides only how a two-letter suffix is
+    written (APTA_CHICAGO keeps it apart), so the rule is per league where the leagues
+    really differ. Names without a number ("Series Legends") keep their words.
     """
     text = canonical_name(series_name)
-    stripped = _SERIES_PREFIX.sub("", text, count=1)
-    return stripped or text
+    while True:  # "Series Division 3" and "Series eries 16" are real
+        stripped = _SERIES_PREFIX.sub("", text, count=1)
+        if stripped == text:
+            break
+        text = stripped
+    text = _S_PREFIX.sub("", text)
+    match = _NUMBER_LETTERS.match(text)
+    if not match:
+        return text
+    number, letters = match.group(1), match.group(2)
+    if not letters:
+        return number
+    code = canonical_code(league_code) if league_code else ""
+    if letters == "sw" or (code in SPACED_SUFFIX_LEAGUES and len(letters) > 1):
+        return f"{number} {letters}"
+    return f"{number}{letters}"
 
 
 def canonical_code(value: str) -> str:
@@ -87,6 +107,7 @@ class PreservationConfig:
     # entity columns
     league_code: str = "league_id"
     league_name: str = "league_name"
+    league_url: str | None = "league_url"
     club_name: str = "name"
     series_name: str = "name"
     series_display: str = "display_name"

@@ -8,7 +8,8 @@ privilege for PUBLIC: the snapshots hold users' messages.
   wins: ids are never re-used for another key by PostgreSQL sequences, so a later
   different key means someone re-used an id by hand, which health reports).
 - ``snap_entities``: the entity rows of one run, with keys (to bring a team back).
-- ``snap_rows``: the user-owned rows of one run, whole, as JSON.
+- ``snap_rows``: the user-owned rows of one run, whole, as JSON, with ``refs``: the natural
+  key of the entity each reference column pointed at (``{"team_id": [...]}``).
 - ``mappings`` and ``quarantine``: what the restore did and what it could not map.
 """
 
@@ -79,7 +80,12 @@ _DDL = [
         reason text NOT NULL,
         created_at timestamptz NOT NULL DEFAULT now())""",
     "CREATE INDEX IF NOT EXISTS quarantine_run_idx ON {s}.quarantine (run_id)",
+    # columns added after the first release: an older state schema is brought up to date
+    "ALTER TABLE {s}.runs ADD COLUMN IF NOT EXISTS counts jsonb",
+    "ALTER TABLE {s}.snap_rows ADD COLUMN IF NOT EXISTS refs jsonb",
 ]
+#: (table, column) created by the last statement of _DDL: present means the schema is current
+_NEWEST = ("snap_rows", "refs")
 
 STATE_TABLES = ("runs", "ledger", "snap_entities", "snap_rows", "mappings", "quarantine")
 
@@ -88,17 +94,22 @@ def ensure_state_schema(conn, config: PreservationConfig) -> None:
     """Create the state schema and its tables if missing, closed to PUBLIC."""
     s = sql.Identifier(config.state_schema)
     with conn.cursor() as cur:
-        cur.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (config.state_schema,))
-        exists = cur.fetchone() is not None
-        cur.execute("SELECT to_regclass(%s)", (f'"{config.state_schema}".quarantine',))
-        if exists and cur.fetchone()[0] is not None:
-            return
+        cur.execute(
+            "SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attname = %s "
+            "AND NOT attisdropped", (_relname(config.state_schema, _NEWEST[0]), _NEWEST[1]))
+        if cur.fetchone() is not None:
+            return  # current already: no DDL, no lock on every run
         for statement in _DDL:
             cur.execute(sql.SQL(statement).format(s=s))
         for table in STATE_TABLES:
             cur.execute(
                 sql.SQL("REVOKE ALL ON {} FROM PUBLIC").format(sql.Identifier(config.state_schema, table))
             )
+
+
+def _relname(schema: str, table: str) -> str:
+    """``"schema"."table"`` as text, for ``to_regclass``."""
+    return ".".join('"' + p.replace('"', '""') + '"' for p in (schema, table))
 
 
 def state(config: PreservationConfig, table: str) -> sql.Composed:
@@ -179,7 +190,17 @@ def snapshot_entities(conn, config: PreservationConfig, run_id: int, keys: dict)
             "ON s.run_id = %(run)s AND s.entity = k.entity AND s.id = k.id WHERE k.key IS NOT NULL"
         ).format(snap=state(config, "snap_entities")))
         cur.execute("DROP TABLE _bp_keys")
+    _add_counts(conn, config, run_id, "entities", counts)
     return counts
+
+
+def _add_counts(conn, config: PreservationConfig, run_id: int, what: str, counts: dict) -> None:
+    with conn.cursor() as cur:
+        cur.execute(
+            sql.SQL("UPDATE {} SET counts = coalesce(counts, '{{}}'::jsonb) || jsonb_build_object(%s, %s::jsonb) "
+                    "WHERE run_id = %s").format(state(config, "runs")),
+            (what, json.dumps(counts), run_id),
+        )
 
 
 def record_ledger(cur, config: PreservationConfig, run_id: int, source: sql.Composable) -> None:
@@ -196,12 +217,19 @@ def record_ledger(cur, config: PreservationConfig, run_id: int, source: sql.Comp
 
 
 def snapshot_user_rows(conn, config: PreservationConfig, run_id: int, catalog: Catalog) -> dict:
-    """Copy every user-owned row (whole) into ``snap_rows``; returns counts per table."""
+    """Copy every user-owned row (whole) into ``snap_rows``; returns counts per table.
+
+    Each row carries ``refs``: for every reference column of the row, the natural key of
+    the entity it pointed at, read from this run's ``snap_entities`` (so
+    :func:`snapshot_entities` runs first). A reference to a missing row has no key.
+    """
     counts = {}
     filters = {}
+    refs_of: dict = {}
     for dep in catalog.user_dependents():
         if dep.filter_column:
             filters[dep.table] = (dep.filter_column, dep.filter_pattern)
+        refs_of.setdefault(dep.table, []).append(dep)
     with conn.cursor() as cur:
         for table in catalog.user_tables():
             pk = catalog.primary_keys.get(table)
@@ -209,24 +237,43 @@ def snapshot_user_rows(conn, config: PreservationConfig, run_id: int, catalog: C
                 logger.warning("table %s has no primary key; it is checked but not snapshotted", table)
                 continue
             where = sql.SQL("")
-            params = [run_id, table]
+            params: list = [run_id, table]
+            refs, ref_params = _refs_expression(config, refs_of.get(table, []), run_id)
+            params.extend(ref_params)
             if table in filters:
                 where = sql.SQL(" WHERE t.{} ILIKE %s").format(sql.Identifier(filters[table][0]))
                 params.append(filters[table][1])
             cur.execute(
                 sql.SQL(
-                    "INSERT INTO {snap} (run_id, table_name, pk, row) "
-                    "SELECT %s, %s, {pk}, to_jsonb(t) FROM {tbl} t{where}"
+                    "INSERT INTO {snap} (run_id, table_name, pk, row, refs) "
+                    "SELECT %s, %s, {pk}, to_jsonb(t), {refs} FROM {tbl} t{where}"
                 ).format(
                     snap=state(config, "snap_rows"),
                     pk=pk_json(pk, "t"),
+                    refs=refs,
                     tbl=sql.Identifier(config.schema, table),
                     where=where,
                 ),
                 params,
             )
             counts[table] = cur.rowcount
+    _add_counts(conn, config, run_id, "rows", counts)
     return counts
+
+
+def _refs_expression(config: PreservationConfig, deps: list, run_id: int) -> tuple:
+    """``jsonb_build_object('team_id', (key of t.team_id in this run), ...)`` and its parameters."""
+    if not deps:
+        return sql.SQL("NULL::jsonb"), []
+    parts, params = [], []
+    for dep in sorted({(d.column, d.entity) for d in deps}):
+        column, entity = dep
+        parts.append(sql.SQL(
+            "{name}, (SELECT to_jsonb(e.key) FROM {snap} e WHERE e.run_id = %s AND e.entity = %s "
+            "AND e.id = t.{col}::bigint)").format(
+            name=sql.Literal(column), snap=state(config, "snap_entities"), col=sql.Identifier(column)))
+        params.extend([run_id, entity])
+    return sql.SQL("jsonb_build_object({})").format(sql.SQL(", ").join(parts)), params
 
 
 def pk_json(columns, alias: str) -> sql.Composed:

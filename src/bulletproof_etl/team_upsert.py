@@ -8,93 +8,145 @@ from __future__ import annotations
 
 import logging
 
-import psycopg2
 from psycopg2 import sql
 
 from .catalog import current_keys
 from .config import PreservationConfig
 from .errors import ImportRefused
+from .rekey import rekey_entity
+from .snapshot import ensure_state_schema, state
 from .upsert import (
     UpsertResult,
-    _collect,
-    _ledger_ids,
-    _new_ids,
-    _run_upsert,
+    Write,
+    _ids_by_key,
     _stage,
     keep_sequence_ahead,
-    team_rows,
+    resolve_ids,
     upsert_entities,
+    write_staged,
 )
+from .validate import TeamRecord
 
 logger = logging.getLogger(__name__)
 
+PARENTS = ("leagues", "clubs", "series")
 _TEAM_STAGE_COLS = ("club_id", "series_id", "league_id", "team_name", "team_alias", "display_name")
 
 
+def _wanted(config: PreservationConfig, records: list) -> dict:
+    """``{entity: {key: record}}`` of the parents the teams name (first spelling wins)."""
+    out: dict = {e: {} for e in PARENTS}
+    for r in records:
+        out["leagues"].setdefault(config.entity_key("leagues", r.league_code), {config.league_code: r.league_code})
+        out["clubs"].setdefault(config.entity_key("clubs", r.club_name), {config.club_name: r.club_name})
+        out["series"].setdefault(config.entity_key("series", r.series_name), {config.series_name: r.series_name})
+    return out
+
+
 def ensure_parents(conn, config: PreservationConfig, records: list, current: dict) -> dict:
-    """Make sure every league, club and series the teams name exists (old ids re-used)."""
+    """Give re-inserted parents their ledger ids back, then create the missing ones.
+
+    ``current`` (``{entity: {id: key}}``) is updated in place. Returns one
+    :class:`UpsertResult` per parent entity, counting the distinct parents the teams name.
+    """
     results = {}
-    wanted = {
-        "leagues": {r.league_code: {config.league_code: r.league_code} for r in records},
-        "clubs": {config.entity_key("clubs", r.club_name): {config.club_name: r.club_name} for r in records},
-        "series": {config.entity_key("series", r.series_name): {config.series_name: r.series_name}
-                   for r in records},
-    }
-    for entity, items in wanted.items():
+    wanted = _wanted(config, records)
+    for entity in PARENTS:
+        rekey = rekey_entity(conn, config, entity, current[entity])
         known = {k for k in current[entity].values() if k is not None}
-        missing = [rec for key, rec in items.items() if config.entity_key(entity, *_first(rec)) not in known]
-        if missing:
-            results[entity] = upsert_entities(conn, config, entity, missing, current[entity])
-            for key, id_ in results[entity].ids.items():
-                current[entity][id_] = key
+        missing = [rec for key, rec in wanted[entity].items() if key not in known]
+        result = (upsert_entities(conn, config, entity, missing, current[entity]) if missing
+                  else UpsertResult(entity))
+        for key, id_ in result.ids.items():
+            current[entity][id_] = key
+        # the parents that already had a row: unchanged, and preserved if the ledger knew the id
+        present = {key: id_ for key, id_ in _ids_by_key(current[entity]).items()
+                   if key in wanted[entity] and key not in result.ids}
+        result.read = len(wanted[entity])
+        result.unchanged += len(present)
+        result.preserved += _ledger_known(conn, config, entity, present)
+        result.rekeyed, result.blocked = rekey.rekeyed, len(rekey.blocked)
+        results[entity] = result
     return results
 
 
-def _first(record: dict):
-    return (next(iter(record.values())),)
+def _ledger_known(conn, config: PreservationConfig, entity: str, ids_by_key: dict) -> int:
+    """How many of ``{key: id}`` the ledger knew under exactly that key."""
+    if not ids_by_key:
+        return 0
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("SELECT id, key FROM {} WHERE entity = %s AND id = ANY(%s)").format(
+            state(config, "ledger")), (entity, list(ids_by_key.values())))
+        found = {i: tuple(k) for i, k in cur.fetchall() if k is not None}
+    return sum(1 for key, id_ in ids_by_key.items() if found.get(id_) == tuple(key))
+
+
+def team_rows(records: list, config: PreservationConfig, parents: dict, current: dict,
+              result: UpsertResult) -> list:
+    """Staging rows for teams: dedupe by key (the first record wins) and resolve parent ids."""
+    by_key = _ids_by_key(current)
+    seen: dict = {}
+    rows = []
+    for rec in records:
+        if not isinstance(rec, TeamRecord):
+            raise TypeError("upsert_teams takes records from validate_teams()")
+        key = config.team_key(rec.league_code, rec.club_name, rec.series_name)
+        if key in seen:
+            result.duplicates.append({"record": rec.index, "key": list(key), "winner": seen[key]})
+            continue
+        seen[key] = rec.index
+        league_id = parents["leagues"][config.entity_key("leagues", rec.league_code)]
+        club_id = parents["clubs"][config.entity_key("clubs", rec.club_name)]
+        series_id = parents["series"][config.entity_key("series", rec.series_name)]
+        existing = by_key.get(key)
+        rows.append([rec.index, list(key), existing, existing is not None, club_id, series_id, league_id,
+                     rec.team_name, rec.team_alias, rec.display_name])
+    return rows
+
+
+def team_write(config: PreservationConfig) -> Write:
+    """Teams: parents and name from the record; alias and display name kept when the record
+    has none (a display name that only repeated the old team name follows the new one)."""
+    alias, display, name = (sql.Identifier(c) for c in (config.team_alias, config.team_display, config.team_name))
+    values = (
+        sql.SQL("s.c0::int"), sql.SQL("s.c1::int"), sql.SQL("s.c2::int"), sql.SQL("s.c3"),
+        sql.SQL("coalesce(s.c4, cur.{a}, s.lrow->>{la})").format(a=alias, la=sql.Literal(config.team_alias)),
+        sql.SQL("coalesce(s.c5, nullif(cur.{d}, cur.{n}), nullif(s.lrow->>{ld}, s.lrow->>{ln}), s.c3)").format(
+            d=display, n=name, ld=sql.Literal(config.team_display), ln=sql.Literal(config.team_name)),
+        sql.SQL("true"),
+    )
+    columns = (config.team_club, config.team_series, config.team_league, config.team_name,
+               config.team_alias, config.team_display, config.team_active)
+    touch = ((config.team_updated_at, sql.SQL("now()")),) if config.team_updated_at else ()
+    return Write(sql.Identifier(config.schema, config.table("teams")), columns, values, touch)
 
 
 def upsert_teams(conn, config: PreservationConfig, records: list, *, league: str | None = None,
                  force: bool = False) -> tuple:
-    """Upsert validated :class:`TeamRecord` items; returns (UpsertResult, parent results, keys)."""
+    """Upsert validated :class:`TeamRecord` items; returns (UpsertResult, parent results).
+
+    Order: parents re-keyed and completed, teams re-keyed, then the staged team upsert,
+    then retirement of the active teams the import no longer names (within ``league``).
+    """
+    ensure_state_schema(conn, config)
     current = current_keys(conn, config)
     parent_results = ensure_parents(conn, config, records, current)
-    parents = {e: {k: i for i, k in current[e].items() if k is not None} for e in ("leagues", "clubs", "series")}
+    rekey = rekey_entity(conn, config, "teams", current["teams"])
+    parents = {e: _ids_by_key(current[e]) for e in PARENTS}
     result = UpsertResult("teams", read=len(records))
+    result.rekeyed, result.blocked = rekey.rekeyed, len(rekey.blocked)
     rows = team_rows(records, config, parents, current["teams"], result)
-    tbl = sql.Identifier(config.schema, config.table("teams"))
-    cols = [config.team_club, config.team_series, config.team_league, config.team_name,
-            config.team_alias, config.team_display]
-    ident = [sql.Identifier(c) for c in cols]
-    active = sql.Identifier(config.team_active)
     with conn.cursor() as cur:
         _stage(cur, _TEAM_STAGE_COLS, rows)
-        _ledger_ids(cur, config, "teams")
-        _new_ids(cur, config, "teams")
+        resolve_ids(cur, config, "teams")
         _check_retirement(cur, config, league, force, len(rows))
-        updated_at = (sql.SQL(", {} = now()").format(sql.Identifier(config.team_updated_at))
-                      if config.team_updated_at else sql.SQL(""))
-        statement = sql.SQL(
-            "INSERT INTO {tbl} AS t (id, {cols}, {active}) "
-            "SELECT s.id, s.c0::int, s.c1::int, s.c2::int, s.c3, coalesce(s.c4, cur.{alias}), "
-            "coalesce(s.c5, cur.{display}, s.c3), true "
-            "FROM _bp_stage s LEFT JOIN {tbl} cur ON cur.id = s.id ORDER BY s.ord "
-            "ON CONFLICT (id) DO UPDATE SET ({cols}, {active}) = ROW({excl}, true){updated_at} "
-            "WHERE ({tcols}, t.{active}) IS DISTINCT FROM ({excl}, true) RETURNING t.id, (xmax = 0)"
-        ).format(
-            tbl=tbl, cols=sql.SQL(", ").join(ident), active=active,
-            alias=sql.Identifier(config.team_alias), display=sql.Identifier(config.team_display),
-            excl=sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(c) for c in ident),
-            tcols=sql.SQL(", ").join(sql.SQL("t.{}").format(c) for c in ident),
-            updated_at=updated_at,
-        )
-        _run_upsert(conn, cur, statement, result)
-        if result.path == "manual":
-            _manual_teams(cur, config, result)
-        _collect(cur, result)
+        write_staged(cur, team_write(config), result)
         result.retired_ids = _retire(cur, config, league)
         result.retired = len(result.retired_ids)
         keep_sequence_ahead(cur, config, "teams")
+    if result.duplicates:
+        logger.warning("%d duplicate team records ignored (the first record of each key wins)",
+                       len(result.duplicates))
     return result, parent_results
 
 
@@ -116,8 +168,9 @@ def _check_retirement(cur, config: PreservationConfig, league, force: bool, inco
     scope, params = _scope(config, league)
     cur.execute(
         sql.SQL(
-            "SELECT count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM _bp_stage s WHERE s.id = t.id)), count(*) "
-            "FROM {tbl} t WHERE t.{active} AND {scope}"
+            "SELECT count(*) FILTER (WHERE s.id IS NULL), count(*) "
+            "FROM {tbl} t LEFT JOIN (SELECT DISTINCT id FROM _bp_stage WHERE id IS NOT NULL) s ON s.id = t.id "
+            "WHERE t.{active} AND {scope}"
         ).format(tbl=sql.Identifier(config.schema, config.table("teams")),
                  active=sql.Identifier(config.team_active), scope=scope),
         params,
@@ -149,51 +202,3 @@ def _retire(cur, config: PreservationConfig, league) -> list:
         params,
     )
     return [r[0] for r in cur.fetchall()]
-
-
-def _manual_teams(cur, config: PreservationConfig, result: UpsertResult) -> None:
-    """Row by row inside savepoints: update the row with the id, else insert it."""
-    tbl = sql.Identifier(config.schema, config.table("teams"))
-    cols = [config.team_club, config.team_series, config.team_league, config.team_name]
-    ident = sql.SQL(", ").join(sql.Identifier(c) for c in cols)
-    cur.execute("SELECT ord, id, c0::int, c1::int, c2::int, c3, c4, c5 FROM _bp_stage ORDER BY ord")
-    for ord_, id_, club, series, league, name, alias, display in cur.fetchall():
-        cur.execute("SAVEPOINT bp_row")
-        try:
-            cur.execute(
-                sql.SQL(
-                    "UPDATE {tbl} t SET ({cols}, {alias}, {display}, {active}) = "
-                    "(%s, %s, %s, %s, coalesce(%s, t.{alias}), coalesce(%s, t.{display}), true) "
-                    "WHERE t.id = %s AND (({cols}, {active}) IS DISTINCT FROM (%s, %s, %s, %s, true))"
-                ).format(tbl=tbl, cols=ident, alias=sql.Identifier(config.team_alias),
-                         display=sql.Identifier(config.team_display),
-                         active=sql.Identifier(config.team_active)),
-                (club, series, league, name, alias, display, id_, club, series, league, name),
-            )
-            if cur.rowcount:
-                result.updated += 1
-            else:
-                cur.execute(
-                    sql.SQL(
-                        "INSERT INTO {tbl} (id, {cols}, {alias}, {display}, {active}) "
-                        "VALUES (%s, %s, %s, %s, %s, %s, %s, true) ON CONFLICT (id) DO NOTHING"
-                    ).format(tbl=tbl, cols=ident, alias=sql.Identifier(config.team_alias),
-                             display=sql.Identifier(config.team_display),
-                             active=sql.Identifier(config.team_active)),
-                    (id_, club, series, league, name, alias, display or name),
-                )
-                if cur.rowcount:
-                    result.created += 1
-                else:
-                    result.unchanged += 1
-            cur.execute("RELEASE SAVEPOINT bp_row")
-        except psycopg2.Error as exc:
-            cur.execute("ROLLBACK TO SAVEPOINT bp_row")
-            diag = getattr(exc, "diag", None)
-            result.errors.append({
-                "record": ord_, "team_name": name,
-                "constraint": getattr(diag, "constraint_name", None),
-                "error": str(exc).strip().splitlines()[0],
-            })
-            # a failed new row gets no id; a failed existing row keeps its id (and is not retired)
-            cur.execute("UPDATE _bp_stage SET id = NULL WHERE ord = %s AND NOT existed", (ord_,))

@@ -1,10 +1,13 @@
 """Staged, set-based upsert that gives every known natural key its old id back.
 
-Per entity: stage the incoming rows (COPY into a temporary table), resolve ids (the row
-now in the table with that key, else the newest id the ledger knows for the key, else a
-new one), then one ``INSERT ... ON CONFLICT (id) DO UPDATE ... WHERE ... IS DISTINCT FROM
-...`` that writes only rows that really change. If that statement fails (a unique
-constraint the staging could not foresee), a manual select-then-update-or-insert runs
+Per entity: stage the incoming rows (COPY into a temporary table), de-duplicate their keys
+(the first record wins, every later one is reported), resolve ids (the row now in the table
+with that key, else the newest id the ledger knows for the key, else a new one from a
+sequence kept ahead of every id the table or the ledger has seen), then one
+``INSERT ... ON CONFLICT (id) DO UPDATE ... WHERE (...) IS DISTINCT FROM (...)`` that writes
+only rows that really change. Rows it skips are not returned by ``RETURNING``; their ids are
+already known from the staging table. If that statement fails (a unique constraint it could
+not foresee, a missing primary key), a manual select-then-update-or-insert runs row by row
 inside savepoints so the transaction survives; the result says which path ran.
 """
 
@@ -17,15 +20,26 @@ import psycopg2
 from psycopg2 import sql
 
 from .config import PreservationConfig
+from .errors import InvalidInput
 from .snapshot import _copy_rows, state
-from .validate import TeamRecord
 
 logger = logging.getLogger(__name__)
+
+#: Rows that failed in the manual path are retried while a pass makes progress (name swaps).
+MANUAL_PASSES = 3
 
 
 @dataclass
 class UpsertResult:
-    """What one entity's upsert did. ``preserved`` counts keys that kept an id they had."""
+    """What one entity's upsert did.
+
+    Every staged key is counted once in ``created`` (a new id), ``preserved_from_ledger``
+    (re-inserted under the id the ledger knew), ``updated`` or ``unchanged``. ``preserved``
+    counts keys whose id now is an id the ledger knew for that key before the import.
+    ``rekeyed`` counts rows someone else re-inserted under a new id that got their ledger id
+    back. ``duplicates`` lists ``{"record", "key", "winner"}`` for every record whose key an
+    earlier record already had.
+    """
 
     entity: str
     read: int = 0
@@ -36,6 +50,8 @@ class UpsertResult:
     updated: int = 0
     unchanged: int = 0
     retired: int = 0
+    rekeyed: int = 0
+    blocked: int = 0
     errors: list = field(default_factory=list)
     path: str = "set-based"
     new_ids: list = field(default_factory=list, repr=False)
@@ -50,30 +66,75 @@ class UpsertResult:
 
 
 @dataclass(frozen=True)
-class _Shape:
-    """Column layout of one entity for the generic upsert."""
+class Write:
+    """How staged rows become rows of one table: the columns and the value of each.
 
-    entity: str
-    key_column: str
-    columns: tuple  # data columns written besides the key column
+    ``values`` are expressions over the staging row ``s`` and the row now in the table
+    ``cur`` (NULL when there is none); ``touch`` is set on update only (``updated_at``).
+    """
+
+    table: sql.Composable
+    columns: tuple
+    values: tuple
+    touch: tuple = ()  # ((column, expression), ...)
 
 
-def shape(config: PreservationConfig, entity: str) -> _Shape:
+def _ident(names) -> list:
+    return [sql.Identifier(n) for n in names]
+
+
+def _parent_write(config: PreservationConfig, entity: str) -> tuple:
+    """``(key column, data columns, Write)`` for leagues, clubs or series."""
+    tbl = sql.Identifier(config.schema, config.table(entity))
+
+    def keep(i: int, column: str, fallback: sql.Composable) -> sql.Composable:
+        # the record's value, else the row's, else the ledger's (a revived row), else a default
+        return sql.SQL("coalesce(s.{ci}, cur.{c}, s.lrow->>{lc}, {fb})").format(
+            ci=sql.Identifier(f"c{i}"), c=sql.Identifier(column), lc=sql.Literal(column), fb=fallback)
+
     if entity == "leagues":
-        return _Shape(entity, config.league_code, (config.league_name, "league_url"))
-    if entity == "clubs":
-        return _Shape(entity, config.club_name, ())
-    if entity == "series":
-        return _Shape(entity, config.series_name, (config.series_display,))
-    raise ValueError(entity)
+        key, data = config.league_code, [config.league_name]
+        if config.league_url:
+            data.append(config.league_url)
+        fallbacks = [sql.SQL("s.c0")] + [sql.SQL("NULL")] * (len(data) - 1)
+    elif entity == "clubs":
+        key, data, fallbacks = config.club_name, [], []
+    elif entity == "series":
+        key, data, fallbacks = config.series_name, [config.series_display], [sql.SQL("s.c0")]
+    else:
+        raise ValueError(f"not a parent entity: {entity}")
+    values = [sql.SQL("s.c0")] + [keep(i, c, fb) for i, (c, fb) in enumerate(zip(data, fallbacks, strict=True), start=1)]
+    return key, tuple(data), Write(tbl, (key, *data), tuple(values))
+
+
+def shape(config: PreservationConfig, entity: str) -> tuple:
+    """The key column and data columns a parent record may carry."""
+    key, data, _write = _parent_write(config, entity)
+    return key, data
+
+
+# -- staging ------------------------------------------------------------------------------
+
+def _stage(cur, columns, rows) -> None:
+    """``rows``: [ord, key, id or None, existed, value per column]."""
+    cur.execute("DROP TABLE IF EXISTS _bp_stage")
+    # the staging table's own column names are fixed (c0, c1, ...); only its data varies
+    defs = sql.SQL("").join(sql.SQL(", {} text").format(sql.Identifier(f"c{i}")) for i in range(len(columns)))
+    cur.execute(sql.SQL(
+        "CREATE TEMP TABLE _bp_stage (ord int PRIMARY KEY, key text[] NOT NULL, id bigint, "
+        "existed boolean NOT NULL DEFAULT false, from_ledger boolean NOT NULL DEFAULT false, "
+        "known boolean NOT NULL DEFAULT false, lrow jsonb{defs}) ON COMMIT DROP").format(defs=defs))
+    names = ["ord", "key", "id", "existed"] + [f"c{i}" for i in range(len(columns))]
+    _copy_rows(cur, sql.Identifier("_bp_stage"), names, rows)
+    cur.execute("ANALYZE _bp_stage")
 
 
 def _ledger_ids(cur, config, entity: str) -> None:
-    """Give staged keys without an id the newest ledger id that no row uses now."""
+    """Give staged keys without a row the newest ledger id of their key that no row uses."""
     cur.execute(
         sql.SQL(
-            "UPDATE _bp_stage s SET id = pick.id, from_ledger = true FROM ("
-            " SELECT DISTINCT ON (st.ord) st.ord, l.id FROM _bp_stage st"
+            "UPDATE _bp_stage s SET id = pick.id, lrow = pick.row, from_ledger = true FROM ("
+            " SELECT DISTINCT ON (st.ord) st.ord, l.id, l.row FROM _bp_stage st"
             " JOIN {ledger} l ON l.entity = %s AND l.key = st.key"
             " WHERE st.id IS NULL AND NOT EXISTS (SELECT 1 FROM {tbl} t WHERE t.id = l.id)"
             " ORDER BY st.ord, l.last_run DESC NULLS LAST, l.id DESC) pick"
@@ -83,148 +144,221 @@ def _ledger_ids(cur, config, entity: str) -> None:
     )
 
 
-def _new_ids(cur, config, entity: str) -> None:
-    table = f"{config.schema}.{config.table(entity)}"
+def _mark_known(cur, config, entity: str) -> None:
+    """``known``: the id is one the ledger already holds for this key (identity preserved)."""
     cur.execute(
-        "UPDATE _bp_stage SET id = nextval(pg_get_serial_sequence(%s, 'id')) WHERE id IS NULL",
-        (_quoted(table, config, entity),),
+        sql.SQL("UPDATE _bp_stage s SET known = true FROM {ledger} l "
+                "WHERE l.entity = %s AND l.id = s.id AND l.key = s.key").format(ledger=state(config, "ledger")),
+        (entity,),
     )
 
 
-def _quoted(_table, config, entity) -> str:
+def _new_ids(cur, config, entity: str) -> None:
+    # first past every id the ledger knows: a new key must never take a retired key's id
+    keep_sequence_ahead(cur, config, entity)
+    cur.execute(
+        "UPDATE _bp_stage SET id = nextval(pg_get_serial_sequence(%s, 'id')) WHERE id IS NULL",
+        (_relname(config, entity),),
+    )
+
+
+def _relname(config: PreservationConfig, entity: str) -> str:
     """``"schema"."table"`` as text, for functions that take a relation name."""
-    def q(name):
-        return '"' + name.replace('"', '""') + '"'
-    return f"{q(config.schema)}.{q(config.table(entity))}"
+    return ".".join('"' + p.replace('"', '""') + '"' for p in (config.schema, config.table(entity)))
 
 
 def keep_sequence_ahead(cur, config: PreservationConfig, entity: str) -> None:
-    """Make the id sequence's next value larger than every id in the table."""
-    rel = _quoted(None, config, entity)
+    """Move the id sequence past every id in the table and every id the ledger has seen."""
+    cur.execute("SELECT to_regclass(%s)", (".".join(
+        '"' + p.replace('"', '""') + '"' for p in (config.state_schema, "ledger")),))
+    has_ledger = cur.fetchone()[0] is not None
+    ledger_max = (sql.SQL("(SELECT max(id) FROM {} WHERE entity = %(entity)s)").format(state(config, "ledger"))
+                  if has_ledger else sql.SQL("NULL::bigint"))
     cur.execute(
         sql.SQL(
-            "SELECT setval(pg_get_serial_sequence(%s, 'id'), m) FROM (SELECT max(id) AS m FROM {}) x "
-            "WHERE m > coalesce(pg_sequence_last_value(pg_get_serial_sequence(%s, 'id')::regclass), 0)"
-        ).format(sql.Identifier(config.schema, config.table(entity))),
-        (rel, rel),
+            "SELECT setval(seq, m) FROM (SELECT pg_get_serial_sequence(%(rel)s, 'id') AS seq, "
+            "greatest((SELECT max(id) FROM {tbl}), {ledger_max}) AS m) x "
+            "WHERE seq IS NOT NULL AND m IS NOT NULL "
+            "AND m > coalesce(pg_sequence_last_value(seq::regclass), 0)"
+        ).format(tbl=sql.Identifier(config.schema, config.table(entity)), ledger_max=ledger_max),
+        {"rel": _relname(config, entity), "entity": entity},
     )
 
 
-def _stage(cur, columns, rows) -> None:
-    cur.execute("DROP TABLE IF EXISTS _bp_stage")
-    defs = ", ".join(f"c{i} text" for i in range(len(columns)))
-    # the staging table's own column names are fixed; only its data varies
-    cur.execute(
-        "CREATE TEMP TABLE _bp_stage (ord int PRIMARY KEY, key text[], id bigint, "
-        "from_ledger boolean NOT NULL DEFAULT false, existed boolean NOT NULL DEFAULT false, "
-        + defs + ") ON COMMIT DROP"
-    )
-    names = ["ord", "key", "id", "existed"] + [f"c{i}" for i in range(len(columns))]
-    _copy_rows(cur, sql.Identifier("_bp_stage"), names, rows)
+def resolve_ids(cur, config: PreservationConfig, entity: str) -> None:
+    """Ledger ids for keys without a row, new ids for the rest, then mark known ids."""
+    _ledger_ids(cur, config, entity)
+    _new_ids(cur, config, entity)
+    _mark_known(cur, config, entity)
+    cur.execute("CREATE INDEX ON _bp_stage (id)")
+    cur.execute("ANALYZE _bp_stage")
 
+
+# -- writing ------------------------------------------------------------------------------
+
+def _source(write: Write) -> sql.Composed:
+    return sql.SQL("FROM _bp_stage s LEFT JOIN {tbl} cur ON cur.id = s.id WHERE s.id IS NOT NULL").format(
+        tbl=write.table)
+
+
+def set_based_statement(write: Write) -> sql.Composed:
+    """The one ``INSERT ... ON CONFLICT (id) DO UPDATE ... WHERE distinct`` of a batch."""
+    cols = sql.SQL(", ").join(_ident(write.columns))
+    excl = sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(c) for c in _ident(write.columns))
+    tcols = sql.SQL(", ").join(sql.SQL("t.{}").format(c) for c in _ident(write.columns))
+    touch = sql.SQL("").join(sql.SQL(", {} = {}").format(sql.Identifier(c), e) for c, e in write.touch)
+    return sql.SQL(
+        "INSERT INTO {tbl} AS t (id, {cols}) SELECT s.id, {vals} {src} ORDER BY s.ord "
+        "ON CONFLICT (id) DO UPDATE SET ({cols}) = ROW({excl}){touch} "
+        "WHERE ({tcols}) IS DISTINCT FROM ({excl}) RETURNING t.id, (t.xmax = 0)"
+    ).format(tbl=write.table, cols=cols, vals=sql.SQL(", ").join(write.values), src=_source(write),
+             excl=excl, tcols=tcols, touch=touch)
+
+
+def write_staged(cur, write: Write, result: UpsertResult) -> None:
+    """The set-based statement; on failure the manual path. Then count what happened."""
+    cur.execute("SAVEPOINT bp_upsert")
+    try:
+        cur.execute(set_based_statement(write))
+        written = cur.fetchall()
+        cur.execute("RELEASE SAVEPOINT bp_upsert")
+    except psycopg2.Error as exc:
+        cur.execute("ROLLBACK TO SAVEPOINT bp_upsert")
+        cur.execute("RELEASE SAVEPOINT bp_upsert")
+        message = _first_line(exc)
+        logger.warning("set-based upsert of %s failed (%s); using the manual path", result.entity, message)
+        result.path = "manual"
+        result.errors.append({"stage": "set-based", "error": message,
+                              "constraint": getattr(getattr(exc, "diag", None), "constraint_name", None)})
+        written = _manual(cur, write, result)
+    _tally(cur, result, {i for i, ins in written if ins}, {i for i, ins in written if not ins})
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _manual(cur, write: Write, result: UpsertResult) -> list:
+    """Select, then update or insert, one row at a time inside savepoints.
+
+    Needs no unique constraint at all (not even on ``id``). Rows that fail are retried
+    while a pass makes progress (two teams swapping names), then reported; a failed new
+    row gets no id, a failed existing row keeps its id and its old values.
+    """
+    cols = sql.SQL(", ").join(_ident(write.columns))
+    marks = sql.SQL(", ").join(sql.Placeholder() * len(write.columns))
+    tcols = sql.SQL(", ").join(sql.SQL("t.{}").format(c) for c in _ident(write.columns))
+    touch = sql.SQL("").join(sql.SQL(", {} = {}").format(sql.Identifier(c), e) for c, e in write.touch)
+    update = sql.SQL("UPDATE {tbl} t SET ({cols}) = ROW({marks}){touch} WHERE t.id = %s "
+                     "AND ({tcols}) IS DISTINCT FROM ({marks})").format(
+        tbl=write.table, cols=cols, marks=marks, touch=touch, tcols=tcols)
+    exists = sql.SQL("SELECT 1 FROM {tbl} WHERE id = %s").format(tbl=write.table)
+    insert = sql.SQL("INSERT INTO {tbl} (id, {cols}) VALUES (%s, {marks})").format(
+        tbl=write.table, cols=cols, marks=marks)
+    cur.execute(sql.SQL("SELECT s.ord, s.id, s.existed, {vals} {src} ORDER BY s.ord").format(
+        vals=sql.SQL(", ").join(write.values), src=_source(write)))
+    pending = cur.fetchall()
+    written: list = []
+    failures: dict = {}
+    for _ in range(MANUAL_PASSES):
+        retry = []
+        for row in pending:
+            ord_, id_, _existed, *values = row
+            cur.execute("SAVEPOINT bp_row")
+            try:
+                cur.execute(update, (*values, id_, *values))
+                if cur.rowcount:
+                    written.append((id_, False))
+                else:
+                    cur.execute(exists, (id_,))
+                    if cur.fetchone() is None:
+                        cur.execute(insert, (id_, *values))
+                        written.append((id_, True))
+                cur.execute("RELEASE SAVEPOINT bp_row")
+                failures.pop(ord_, None)
+            except psycopg2.Error as exc:
+                cur.execute("ROLLBACK TO SAVEPOINT bp_row")
+                cur.execute("RELEASE SAVEPOINT bp_row")
+                failures[ord_] = exc
+                retry.append(row)
+        if not retry or len(retry) == len(pending):
+            pending = retry
+            break
+        pending = retry
+    for ord_, id_, existed, *_values in pending:
+        exc = failures[ord_]
+        result.errors.append({
+            "record": ord_, "id": id_,
+            "constraint": getattr(getattr(exc, "diag", None), "constraint_name", None),
+            "error": _first_line(exc),
+        })
+        if not existed:
+            cur.execute("UPDATE _bp_stage SET id = NULL WHERE ord = %s", (ord_,))
+    return written
+
+
+def _tally(cur, result: UpsertResult, inserted: set, updated: set) -> None:
+    cur.execute("SELECT key, id, from_ledger, known FROM _bp_stage ORDER BY ord")
+    for key, id_, from_ledger, known in cur.fetchall():
+        if id_ is None:
+            continue  # reported in errors by the manual path
+        result.ids[tuple(key)] = id_
+        if known:
+            result.preserved += 1
+        else:
+            result.new_ids.append(id_)
+        if id_ in inserted:
+            if from_ledger:
+                result.preserved_from_ledger += 1
+            else:
+                result.created += 1
+        elif id_ in updated:
+            result.updated += 1
+        else:
+            result.unchanged += 1
+
+
+# -- parents ------------------------------------------------------------------------------
 
 def upsert_entities(conn, config: PreservationConfig, entity: str, records: list, current: dict) -> UpsertResult:
     """Upsert leagues, clubs or series. ``records``: dicts keyed by column name.
 
-    ``current`` is ``{id: key}`` of the rows in the table now (from the catalog).
+    ``current`` is ``{id: key}`` of the rows in the table now (from the catalog). A record
+    without its key column is rejected before any SQL runs.
     """
-    sh = shape(config, entity)
+    key_column, data, write = _parent_write(config, entity)
     result = UpsertResult(entity, read=len(records))
-    by_key = {k: i for i, k in current.items() if k is not None}
+    for ord_, record in enumerate(records):
+        value = record.get(key_column)
+        if value is None or not str(value).strip():
+            raise InvalidInput(f"{entity}: the key {key_column!r} is missing", record=ord_,
+                               field=key_column, stage="upsert")
+    by_key = _ids_by_key(current)
     seen: dict = {}
     rows = []
     for ord_, record in enumerate(records):
-        key = config.entity_key(entity, record[sh.key_column])
+        key = config.entity_key(entity, record[key_column])
         if key in seen:
             result.duplicates.append({"record": ord_, "key": list(key), "winner": seen[key]})
             continue
         seen[key] = ord_
         existing = by_key.get(key)
-        values = [record[sh.key_column]] + [record.get(c) for c in sh.columns]
-        rows.append([ord_, list(key), existing, existing is not None] + values)
-    cols = (sh.key_column,) + sh.columns
+        rows.append([ord_, list(key), existing, existing is not None, record[key_column],
+                     *(record.get(c) for c in data)])
     with conn.cursor() as cur:
-        _stage(cur, cols, rows)
-        _ledger_ids(cur, config, entity)
-        _new_ids(cur, config, entity)
-        tbl = sql.Identifier(config.schema, config.table(entity))
-        # a column the records do not carry keeps its value (COALESCE with the row now)
-        select_cols = [sql.SQL("s.c0")]
-        for i, c in enumerate(sh.columns, start=1):
-            fallback = sql.SQL("s.c0") if c == config.series_display else sql.SQL("NULL")
-            select_cols.append(sql.SQL("coalesce(s.{}, cur.{}, {})").format(
-                sql.Identifier(f"c{i}"), sql.Identifier(c), fallback))
-        ident_cols = [sql.Identifier(c) for c in cols]
-        statement = sql.SQL(
-            "INSERT INTO {tbl} AS t (id, {cols}) SELECT s.id, {vals} FROM _bp_stage s "
-            "LEFT JOIN {tbl} cur ON cur.id = s.id ORDER BY s.ord "
-            "ON CONFLICT (id) DO UPDATE SET ({cols}) = ROW({excl}) "
-            "WHERE ({tcols}) IS DISTINCT FROM ({excl}) RETURNING t.id, (xmax = 0)"
-        ).format(
-            tbl=tbl,
-            cols=sql.SQL(", ").join(ident_cols),
-            vals=sql.SQL(", ").join(select_cols),
-            excl=sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(c) for c in ident_cols),
-            tcols=sql.SQL(", ").join(sql.SQL("t.{}").format(c) for c in ident_cols),
-        )
-        _run_upsert(conn, cur, statement, result)
-        _collect(cur, result)
+        _stage(cur, (key_column, *data), rows)
+        resolve_ids(cur, config, entity)
+        write_staged(cur, write, result)
         keep_sequence_ahead(cur, config, entity)
     return result
 
 
-def _run_upsert(conn, cur, statement, result: UpsertResult) -> list:
-    cur.execute("SAVEPOINT bp_upsert")
-    try:
-        cur.execute(statement)
-    except psycopg2.Error as exc:
-        cur.execute("ROLLBACK TO SAVEPOINT bp_upsert")
-        logger.warning("set-based upsert of %s failed (%s); using the manual path", result.entity,
-                       str(exc).strip().splitlines()[0])
-        result.path = "manual"
-        result.errors.append({"stage": "set-based", "error": str(exc).strip().splitlines()[0]})
-        return []
-    written = cur.fetchall()
-    cur.execute("RELEASE SAVEPOINT bp_upsert")
-    result.created += sum(1 for _, inserted in written if inserted)
-    result.updated += sum(1 for _, inserted in written if not inserted)
-    return written
-
-
-def _collect(cur, result: UpsertResult) -> None:
-    cur.execute("SELECT key, id, existed, from_ledger FROM _bp_stage")
-    staged = cur.fetchall()
-    for key, id_, existed, from_ledger in staged:
-        if id_ is not None:
-            result.ids[tuple(key)] = id_
-        if existed or from_ledger:
-            result.preserved += 1
-        elif id_ is not None:
-            result.new_ids.append(id_)
-        if from_ledger:
-            result.preserved_from_ledger += 1
-    # a ledger id re-inserted counts as preserved, not created
-    result.created -= result.preserved_from_ledger
-    if result.path == "set-based":
-        result.unchanged = len(staged) - result.created - result.updated - result.preserved_from_ledger
-
-
-def team_rows(records: list, config: PreservationConfig, parents: dict, current: dict, result: UpsertResult):
-    """Staging rows for teams: dedupe by key (first record wins) and resolve parent ids."""
-    by_key = {k: i for i, k in current.items() if k is not None}
-    seen: dict = {}
-    rows = []
-    for rec in records:
-        assert isinstance(rec, TeamRecord)
-        key = config.team_key(rec.league_code, rec.club_name, rec.series_name)
-        if key in seen:
-            result.duplicates.append({"record": rec.index, "key": list(key), "winner": seen[key]})
-            continue
-        seen[key] = rec.index
-        league_id = parents["leagues"][config.entity_key("leagues", rec.league_code)]
-        club_id = parents["clubs"][config.entity_key("clubs", rec.club_name)]
-        series_id = parents["series"][config.entity_key("series", rec.series_name)]
-        existing = by_key.get(key)
-        rows.append([rec.index, list(key), existing, existing is not None, club_id, series_id, league_id,
-                     rec.team_name, rec.team_alias, rec.display_name])
-    return rows
+def _ids_by_key(current: dict) -> dict:
+    """``{key: id}``; when two rows share a key, the lowest id (deterministic)."""
+    out: dict = {}
+    for id_ in sorted(current):
+        key = current[id_]
+        if key is not None:
+            out.setdefault(key, id_)
+    return out

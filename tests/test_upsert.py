@@ -1,0 +1,196 @@
+"""The staged upsert on its own: duplicates, NULL keys, the manual fallback, sequences, and
+report counts that match what the tests count themselves."""
+
+from __future__ import annotations
+
+import psycopg2
+import pytest
+
+from bulletproof_etl import BulletproofTeamPreservation, InvalidInput
+from bulletproof_etl.config import DEFAULT_CONFIG
+from bulletproof_etl.snapshot import ensure_state_schema
+from bulletproof_etl.team_upsert import team_write, upsert_teams
+from bulletproof_etl.upsert import set_based_statement, upsert_entities
+from bulletproof_etl.validate import validate_teams
+from core_support import ids_by_key, ledger_max, one_value, sequence_state, write_fingerprint
+
+
+def T(club, series, name=None, league="APTA_CHICAGO", **extra):
+    number = series.split()[-1].lstrip("S")
+    return {"league_id": league, "club_name": club, "series_name": series,
+            "team_name": name or f"{club} - {number}", **extra}
+
+
+def _import(conn, teams, **kw):
+    ensure_state_schema(conn, DEFAULT_CONFIG)
+    result, parents = upsert_teams(conn, DEFAULT_CONFIG, validate_teams(teams), **kw)
+    return result, parents
+
+
+def _protected(conn, teams, **kw):
+    with BulletproofTeamPreservation(conn, **kw) as p:
+        result = p.preserve_teams_during_import(teams)
+    conn.commit()
+    return result
+
+
+def _team_ids(conn) -> dict:
+    return ids_by_key(conn)["teams"]
+
+
+def test_g3_duplicated_records_one_winner_every_duplicate_reported(conn):
+    teams = [
+        T("Lakeview", "Chicago 22", "Lakeview - 22"),
+        T("Oakridge", "Chicago 22"),
+        T("Lakeview", "S22", "Lakeview twice"),            # same key, another spelling
+        T("lakeview ", "Division 22", "Lakeview thrice"),  # same key again
+        T("Oakridge", "Chicago 22"),                        # an exact copy
+    ]
+    result, _parents = _import(conn, teams)
+    assert [(d["record"], d["winner"]) for d in result.duplicates] == [(2, 0), (3, 0), (4, 1)]
+    assert result.duplicates[0]["key"] == ["APTA_CHICAGO", "lakeview", "22"]
+    assert (result.read, result.created, len(result.ids)) == (5, 2, 2)
+    assert one_value(conn, "SELECT count(*) FROM teams") == 2
+    # the first record wins: its name, not a later one's
+    assert one_value(conn, "SELECT team_name FROM teams t JOIN clubs c ON c.id = t.club_id "
+                           "WHERE c.name = 'Lakeview'") == "Lakeview - 22"
+
+
+def test_g3_null_key_part_is_rejected_before_any_sql(conn):
+    teams = [T("Lakeview", "Chicago 22"), {**T("Oakridge", "Chicago 22"), "series_name": None}]
+    before = write_fingerprint(conn)
+    conn.rollback()
+    with pytest.raises(InvalidInput) as err:
+        _protected(conn, teams)
+    assert err.value.record == 1 and err.value.field == "series_name"
+    assert "record 1" in str(err.value) and "series_name" in str(err.value)
+    assert write_fingerprint(conn) == before
+    assert one_value(conn, "SELECT to_regclass('bulletproof.runs')") is None  # not even a run began
+    conn.rollback()
+
+
+def test_g3_parent_record_without_its_key_is_rejected_before_any_sql(db_dsn):
+    closed = psycopg2.connect(db_dsn)
+    closed.close()  # any statement on it would raise InterfaceError, not InvalidInput
+    with pytest.raises(InvalidInput) as err:
+        upsert_entities(closed, DEFAULT_CONFIG, "clubs", [{"name": "Lakeview"}, {"name": None}], {})
+    assert err.value.record == 1 and err.value.field == "name"
+
+
+def test_upsert_falls_back_to_the_manual_path_when_teams_has_no_primary_key(conn):
+    teams = [T("Lakeview", "Chicago 22"), T("Oakridge", "Chicago 22"), T("Maple", "Chicago 21")]
+    _protected(conn, teams)  # the run records every id in the ledger
+    before = _team_ids(conn)
+    with conn.cursor() as cur:  # ON CONFLICT (id) now has no constraint to use
+        cur.execute("ALTER TABLE teams DROP CONSTRAINT teams_pkey CASCADE")
+        cur.execute("SET session_replication_role = replica")
+        cur.execute("DELETE FROM teams WHERE team_name = 'Maple - 21'")
+        cur.execute("SET session_replication_role = DEFAULT")
+    conn.commit()
+    renamed = [teams[0], T("Oakridge", "Chicago 22", "Oakridge Renamed"), teams[2], T("Birch", "Chicago 21")]
+    result, _parents = _import(conn, renamed)
+    assert one_value(conn, "SELECT 1") == 1  # the transaction survived the failed statement
+    conn.commit()
+    assert result.path == "manual"
+    assert result.errors[0]["stage"] == "set-based"
+    assert (result.unchanged, result.updated, result.preserved_from_ledger, result.created) == (1, 1, 1, 1)
+    after = _team_ids(conn)
+    assert {k: after[k] for k in before} == before
+    assert one_value(conn, "SELECT count(*) FROM teams") == 4
+
+
+def test_upsert_manual_path_reports_the_row_that_cannot_be_written_and_keeps_the_rest(conn):
+    _import(conn, [T("Lakeview", "Chicago 22"), T("Oakridge", "Chicago 22")], force=True)
+    _import(conn, [T("Oakridge", "Chicago 22")], force=True)  # Lakeview - 22 retired, keeps its name
+    conn.commit()
+    clash = [T("Oakridge", "Chicago 22"), T("Birch", "Chicago 22", "Lakeview - 22"), T("Cedar", "Chicago 23")]
+    result, _parents = _import(conn, clash)
+    assert result.path == "manual"
+    [row_error] = [e for e in result.errors if "record" in e]
+    assert row_error["record"] == 1
+    assert row_error["constraint"] == "unique_team_name_per_league"
+    assert (result.created, result.unchanged) == (1, 1)
+    assert ("APTA_CHICAGO", "birch", "22") not in result.ids
+    assert one_value(conn, "SELECT count(*) FROM teams WHERE team_name = 'Cedar - 23'") == 1
+    assert one_value(conn, "SELECT count(*) FROM teams") == 3
+    conn.commit()  # nothing aborted the transaction
+
+
+def test_upsert_manual_path_retries_a_name_another_row_frees_later(conn):
+    _import(conn, [T("Lakeview", "Chicago 22"), T("Oakridge", "Chicago 22")])
+    conn.commit()
+    before = _team_ids(conn)
+    # Lakeview takes Oakridge's name, which Oakridge gives up in the same import (a later row)
+    chain = [T("Lakeview", "Chicago 22", "Oakridge - 22"), T("Oakridge", "Chicago 22", "Oakridge Old - 22")]
+    result, _parents = _import(conn, chain)
+    conn.commit()
+    assert result.path == "manual"
+    assert [e for e in result.errors if "record" in e] == []
+    assert result.updated == 2
+    assert _team_ids(conn) == before
+    assert one_value(conn, "SELECT count(*) FROM teams WHERE team_name = 'Oakridge - 22'") == 1
+
+
+def test_g3_sequence_stays_ahead_of_every_id_the_ledger_has_seen(conn):
+    _protected(conn, [T("Lakeview", "Chicago 22"), T("Oakridge", "Chicago 22"), T("Maple", "Chicago 21")])
+    gone = one_value(conn, "SELECT max(id) FROM teams")
+    with conn.cursor() as cur:  # the newest team is deleted and the sequence set back (a dump restore)
+        cur.execute("SET session_replication_role = replica")
+        cur.execute("DELETE FROM teams WHERE id = %s", (gone,))
+        cur.execute("SET session_replication_role = DEFAULT")
+        cur.execute("SELECT setval(pg_get_serial_sequence('teams', 'id'), 1)")
+    conn.commit()
+    result = _protected(conn, [T("Lakeview", "Chicago 22"), T("Oakridge", "Chicago 22"), T("Birch", "Chicago 21")],
+                        force=True)
+    birch = _team_ids(conn)[("APTA_CHICAGO", "birch", "21")]
+    assert birch > gone, "a new key took the id of a key the ledger knows"
+    assert result["created"] == 1
+    nxt, top = sequence_state(conn, "teams")
+    assert nxt > max(top, ledger_max(conn, "teams"))
+    conn.rollback()
+
+
+def test_g8_report_counts_match_an_independent_count(conn):
+    first = [T("A", "Chicago 1"), T("B", "Chicago 1"), T("C", "Chicago 1"), T("D", "Chicago 1"), T("E", "Chicago 1")]
+    _protected(conn, first)
+    e_id = _team_ids(conn)[("APTA_CHICAGO", "e", "1")]
+    with conn.cursor() as cur:  # E disappears entirely; the ledger remembers it
+        cur.execute("SET session_replication_role = replica")
+        cur.execute("DELETE FROM teams WHERE id = %s", (e_id,))
+        cur.execute("SET session_replication_role = DEFAULT")
+    conn.commit()
+    second = [
+        T("A", "Chicago 1"),                  # unchanged
+        T("B", "Series 1", "B renamed"),      # updated (name and series row)
+        T("C", "Chicago 1"),                  # unchanged
+        # D is absent: retired
+        T("E", "Chicago 1"),                  # back under its ledger id
+        T("F", "Chicago 1"),                  # new
+        T("A", "S1"),                         # duplicate of record 0
+    ]
+    result = _protected(conn, second)
+    assert {k: result[k] for k in ("read", "unchanged", "updated", "preserved_from_ledger", "created",
+                                    "retired", "preserved")} == {
+        "read": 6, "unchanged": 2, "updated": 1, "preserved_from_ledger": 1, "created": 1,
+        "retired": 1, "preserved": 4}
+    assert [(d["record"], d["winner"]) for d in result["duplicates"]] == [(5, 0)]
+    assert _team_ids(conn)[("APTA_CHICAGO", "e", "1")] == e_id
+    assert one_value(conn, "SELECT count(*) FROM teams WHERE NOT is_active") == 1
+    assert one_value(conn, "SELECT team_name FROM teams WHERE NOT is_active") == "D - 1"
+    conn.rollback()
+
+
+def test_g3_unknown_league_code_is_rejected(conn):
+    _protected(conn, [T("Lakeview", "Chicago 22")])
+    with pytest.raises(InvalidInput) as err:
+        _protected(conn, [T("Lakeview", "Chicago 22"), T("Oakridge", "Series 3", league="NOPE")])
+    assert err.value.record == 1 and err.value.field == "league_id"
+    assert "unknown league code" in str(err.value)
+
+
+def test_upsert_statement_writes_only_distinct_rows(conn):
+    text = set_based_statement(team_write(DEFAULT_CONFIG)).as_string(conn)
+    assert "ON CONFLICT (id) DO UPDATE SET" in text
+    assert "IS DISTINCT FROM" in text
+    assert text.count("INSERT INTO") == 1
+    assert '"updated_at" = now()' in text
