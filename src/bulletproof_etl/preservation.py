@@ -105,6 +105,8 @@ class BulletproofTeamPreservation:
             cur.execute("SELECT pg_try_advisory_xact_lock(%s)", (LOCK_KEY,))
             if not cur.fetchone()[0]:
                 self._rollback()
+                if self._own:  # nobody else will close the connection we opened
+                    self.conn.close()
                 raise ConcurrentRun("another protected import is running on this database; "
                                     "this one did nothing (try again when it has finished)", stage="lock")
         # nextval() survives a rollback: remember the sequences the run may move (see _sequences)
