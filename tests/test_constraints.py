@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from psycopg2 import sql
 
 from bulletproof_etl import BulletproofTeamPreservation
 from bulletproof_etl.constraints import validate_pending
@@ -31,7 +32,8 @@ def _refs_to(conn, team_id) -> dict:
     out = {}
     with conn.cursor() as cur:
         for table, column in TEAM_COLUMNS:
-            cur.execute(f"SELECT count(*) FROM {table} WHERE {column} = %s", (team_id,))
+            cur.execute(sql.SQL("SELECT count(*) FROM {} WHERE {} = %s").format(
+                sql.Identifier(table), sql.Identifier(column)), (team_id,))
             n = cur.fetchone()[0]
             if n:
                 out[f"{table}.{column}"] = n

@@ -1,15 +1,27 @@
 """Health: orphans per dependent column, lost and misattached rows, constraints, preservation.
 
-Statuses, in order of precedence:
+Statuses, in order of precedence (the thresholds are ``PreservationConfig`` fields):
 
-- CRITICAL: a user-owned reference points at nothing; a snapshotted user row is neither in
-  its table nor in quarantine (lost); a user row sits on a team with another natural key
-  than before without a recorded context/content mapping (misattached); or the
-  preservation rate is below ``critical_preservation_below`` (default 0.9).
-- WARNING: an ETL-owned reference points at nothing; a constraint the library relies on is
-  missing; two rows share a natural key; rows were quarantined in this run; or the
-  preservation rate is below ``warn_preservation_below`` (default 1.0).
+- CRITICAL, something a user would miss:
+  a user-owned reference points at nothing (an orphan); a row of the run's snapshot is
+  neither in its table nor withheld in quarantine (lost); a user reference is on a team
+  with another natural key than at snapshot time and no context or content mapping
+  explains it (misattached); under the ``since_snapshot`` NULL policy, a reference that
+  was set at snapshot time is NULL now without a quarantine entry; or the preservation
+  rate is below ``critical_preservation_below`` (default 0.9).
+- WARNING, something an operator should look at:
+  an ETL-owned reference points at nothing; a unique constraint the upsert relies on, or a
+  foreign key of the teams, is missing or NOT VALID; two rows share a natural key; rows
+  were quarantined by the run; under the ``forbidden`` NULL policy, a user reference is
+  NULL; or the preservation rate is below ``warn_preservation_below`` (default 1.0).
 - PERFECT: none of the above.
+
+The preservation rate is ids kept / team keys that survived (keys held by a team both at
+snapshot time and now). With no surviving key (an import of entirely new teams) or no run
+it is undefined: ``None``, and it grades nothing.
+
+NULL policies for user references: ``allowed`` (a NULL is never a problem; the default
+without a run), ``since_snapshot`` (the default with a run) and ``forbidden``.
 """
 
 from __future__ import annotations
@@ -21,8 +33,10 @@ from dataclasses import asdict, dataclass, field
 from psycopg2 import sql
 
 from .catalog import Catalog, current_keys
-from .config import PreservationConfig
-from .snapshot import pk_json, state
+from .config import ENTITIES, PreservationConfig
+from .snapshot import _copy_rows, pk_json, state
+
+NULL_POLICIES = ("allowed", "since_snapshot", "forbidden")
 
 
 class HealthStatus(str, enum.Enum):
@@ -41,7 +55,9 @@ class HealthReport:
     orphans: dict = field(default_factory=dict)  # "table.column" -> count (user- and ETL-owned)
     user_orphans: int = 0
     etl_orphans: int = 0
-    lost: dict = field(default_factory=dict)  # table -> rows neither live nor quarantined
+    nulls: dict = field(default_factory=dict)  # "table.column" -> NULLs counted under the policy
+    null_policy: str = "allowed"
+    lost: dict = field(default_factory=dict)  # table -> rows neither live nor withheld in quarantine
     misattached: dict = field(default_factory=dict)  # "table.column" -> rows on another key
     missing_constraints: list = field(default_factory=list)
     duplicate_keys: dict = field(default_factory=dict)  # entity -> keys held by more than one row
@@ -62,27 +78,34 @@ class HealthReport:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     def to_prometheus(self) -> str:
-        lines = [
-            "# HELP bulletproof_health_status 0 perfect, 1 warning, 2 critical",
-            "# TYPE bulletproof_health_status gauge",
-            f"bulletproof_health_status {self.status.exit_code}",
-            "# HELP bulletproof_orphans Rows whose reference points at no row",
-            "# TYPE bulletproof_orphans gauge",
-        ]
-        for label, count in sorted(self.orphans.items()):
-            table, column = label.split(".", 1)
-            lines.append(f'bulletproof_orphans{{table="{_esc(table)}",column="{_esc(column)}"}} {count}')
-        lines += ["# HELP bulletproof_lost_rows Snapshotted user rows neither live nor quarantined",
-                  "# TYPE bulletproof_lost_rows gauge"]
-        for table, count in sorted(self.lost.items()):
-            lines.append(f'bulletproof_lost_rows{{table="{_esc(table)}"}} {count}')
-        lines += ["# HELP bulletproof_quarantined_rows Rows quarantined by the last run",
-                  "# TYPE bulletproof_quarantined_rows gauge", f"bulletproof_quarantined_rows {self.quarantined}"]
+        """The report in the Prometheus text exposition format (version 0.0.4)."""
+        out: list = []
+
+        def metric(name, help_text, samples):
+            out.extend([f"# HELP bulletproof_{name} {help_text}", f"# TYPE bulletproof_{name} gauge"])
+            for labels, value in samples:
+                text = ",".join(f'{k}="{_esc(str(v))}"' for k, v in labels.items())
+                out.append(f"bulletproof_{name}{{{text}}} {value}" if text else f"bulletproof_{name} {value}")
+
+        metric("health_status", "0 perfect, 1 warning, 2 critical", [({}, self.status.exit_code)])
+        metric("orphans", "Rows whose reference points at no row",
+               [(dict(zip(("table", "column"), k.split(".", 1), strict=True)), v) for k, v in sorted(self.orphans.items())])
+        metric("user_orphans", "User-owned references that point at no row", [({}, self.user_orphans)])
+        metric("nulls", f"NULL user references counted under the {self.null_policy} policy",
+               [(dict(zip(("table", "column"), k.split(".", 1), strict=True)), v) for k, v in sorted(self.nulls.items())])
+        metric("lost_rows", "Snapshotted user rows neither live nor quarantined",
+               [({"table": t}, v) for t, v in sorted(self.lost.items())])
+        metric("misattached_rows", "User references on another natural key than before, unexplained",
+               [(dict(zip(("table", "column"), k.split(".", 1), strict=True)), v)
+                for k, v in sorted(self.misattached.items())])
+        metric("missing_constraints", "Constraints the library relies on that are missing or not valid",
+               [({}, len(self.missing_constraints))])
+        metric("duplicate_keys", "Natural keys held by more than one row",
+               [({"entity": e}, v) for e, v in sorted(self.duplicate_keys.items())])
+        metric("quarantined_rows", "Quarantine entries written by the run", [({}, self.quarantined)])
         if self.preservation_rate is not None:
-            lines += ["# HELP bulletproof_preservation_rate Ids kept / natural keys that survived",
-                      "# TYPE bulletproof_preservation_rate gauge",
-                      f"bulletproof_preservation_rate {self.preservation_rate}"]
-        return "\n".join(lines) + "\n"
+            metric("preservation_rate", "Team ids kept / team keys that survived", [({}, self.preservation_rate)])
+        return "\n".join(out) + "\n"
 
 
 def _esc(value: str) -> str:
@@ -97,18 +120,20 @@ REQUIRED_UNIQUE = {
 }
 
 
+def _dep_filter(config, dep) -> tuple:
+    if dep.filter_column:
+        return sql.SQL(" AND t.{} ILIKE %s").format(sql.Identifier(dep.filter_column)), [dep.filter_pattern]
+    if dep.table in config.user_rows_in_etl_tables and dep.owner == "etl":
+        column, pattern = config.user_rows_in_etl_tables[dep.table]
+        return sql.SQL(" AND t.{} NOT ILIKE %s").format(sql.Identifier(column)), [pattern]
+    return sql.SQL(""), []
+
+
 def orphan_counts(cur, config: PreservationConfig, catalog: Catalog) -> dict:
+    """``{(owner, "table.column"): references to no row}`` (NULL is never an orphan)."""
     out = {}
     for dep in catalog.dependents:
-        flt = sql.SQL("")
-        params: list = []
-        if dep.filter_column:
-            flt = sql.SQL(" AND t.{} ILIKE %s").format(sql.Identifier(dep.filter_column))
-            params = [dep.filter_pattern]
-        elif dep.table in config.user_rows_in_etl_tables and dep.owner == "etl":
-            column, pattern = config.user_rows_in_etl_tables[dep.table]
-            flt = sql.SQL(" AND t.{} NOT ILIKE %s").format(sql.Identifier(column))
-            params = [pattern]
+        flt, params = _dep_filter(config, dep)
         cur.execute(
             sql.SQL("SELECT count(*) FROM {tbl} t WHERE t.{col} IS NOT NULL{flt} "
                     "AND NOT EXISTS (SELECT 1 FROM {ent} e WHERE e.id = t.{col})").format(
@@ -117,6 +142,36 @@ def orphan_counts(cur, config: PreservationConfig, catalog: Catalog) -> dict:
             params,
         )
         out[(dep.owner, dep.label)] = cur.fetchone()[0]
+    return out
+
+
+def null_counts(cur, config, catalog, run_id, policy: str) -> dict:
+    """NULL user references that the policy counts: all of them, or new ones without quarantine."""
+    out = {}
+    if policy == "allowed" or (policy == "since_snapshot" and run_id is None):
+        return out
+    for dep in catalog.user_dependents():
+        pk = catalog.primary_keys.get(dep.table)
+        flt, params = _dep_filter(config, dep)
+        tbl = sql.Identifier(config.schema, dep.table)
+        col = sql.Identifier(dep.column)
+        if policy == "forbidden":
+            cur.execute(sql.SQL("SELECT count(*) FROM {} t WHERE t.{} IS NULL{}").format(tbl, col, flt), params)
+        elif pk:
+            cur.execute(
+                sql.SQL("SELECT count(*) FROM {snap} s JOIN {tbl} t ON {pk} = s.pk WHERE s.run_id = %s "
+                        "AND s.table_name = %s AND s.row->>%s IS NOT NULL AND t.{col} IS NULL{flt} "
+                        "AND NOT EXISTS (SELECT 1 FROM {q} q WHERE q.run_id = s.run_id AND q.table_name = s.table_name "
+                        "AND q.pk = s.pk AND q.column_name = %s)").format(
+                    snap=state(config, "snap_rows"), tbl=tbl, pk=pk_json(pk, "t"), col=col, flt=flt,
+                    q=state(config, "quarantine")),
+                [run_id, dep.table, dep.column] + params + [dep.column],
+            )
+        else:
+            continue
+        n = cur.fetchone()[0]
+        if n:
+            out[dep.label] = n
     return out
 
 
@@ -130,7 +185,7 @@ def lost_rows(cur, config, catalog, run_id) -> dict:
             sql.SQL("SELECT count(*) FROM {snap} s WHERE s.run_id = %s AND s.table_name = %s "
                     "AND NOT EXISTS (SELECT 1 FROM {tbl} t WHERE {pk} = s.pk) "
                     "AND NOT EXISTS (SELECT 1 FROM {q} q WHERE q.run_id = s.run_id AND q.table_name = s.table_name "
-                    "AND q.pk = s.pk)").format(
+                    "AND q.pk = s.pk AND q.column_name IS NULL)").format(
                 snap=state(config, "snap_rows"), tbl=sql.Identifier(config.schema, table),
                 pk=pk_json(pk, "t"), q=state(config, "quarantine")),
             (run_id, table),
@@ -141,8 +196,17 @@ def lost_rows(cur, config, catalog, run_id) -> dict:
     return out
 
 
-def misattached_rows(cur, config, catalog, run_id) -> dict:
-    """Rows whose reference now has another natural key than at snapshot time, unexplained."""
+def misattached_rows(cur, config, catalog, run_id, keys_now: dict) -> dict:
+    """Rows whose reference has another natural key now than at snapshot time, unexplained.
+
+    The key now is computed from the rows now (not taken from the ledger), so an old id that
+    came back under a placeholder parent counts as moved.
+    """
+    cur.execute("DROP TABLE IF EXISTS _bp_keys_now")
+    cur.execute("CREATE TEMP TABLE _bp_keys_now (entity text, id bigint, key text[], PRIMARY KEY (entity, id)) "
+                "ON COMMIT DROP")
+    _copy_rows(cur, sql.Identifier("_bp_keys_now"), ("entity", "id", "key"),
+               ((e, i, list(k) if k else None) for e in ENTITIES for i, k in keys_now[e].items()))
     out = {}
     for dep in catalog.user_dependents():
         pk = catalog.primary_keys.get(dep.table)
@@ -152,37 +216,65 @@ def misattached_rows(cur, config, catalog, run_id) -> dict:
             sql.SQL(
                 "SELECT count(*) FROM {snap} s JOIN {tbl} t ON {pk} = s.pk "
                 "JOIN {ents} b ON b.run_id = s.run_id AND b.entity = %s AND b.id = (s.row->>%s)::bigint "
-                "JOIN {ledger} a ON a.entity = %s AND a.id = t.{col} "
+                "JOIN _bp_keys_now a ON a.entity = %s AND a.id = t.{col} "
                 "WHERE s.run_id = %s AND s.table_name = %s AND b.key IS NOT NULL AND a.key IS DISTINCT FROM b.key "
                 "AND NOT EXISTS (SELECT 1 FROM {maps} m WHERE m.run_id = s.run_id AND m.table_name = s.table_name "
                 "AND m.pk = s.pk AND m.column_name = %s AND m.strategy IN ('context', 'content'))"
             ).format(snap=state(config, "snap_rows"), tbl=sql.Identifier(config.schema, dep.table),
-                     pk=pk_json(pk, "t"), ents=state(config, "snap_entities"), ledger=state(config, "ledger"),
+                     pk=pk_json(pk, "t"), ents=state(config, "snap_entities"),
                      col=sql.Identifier(dep.column), maps=state(config, "mappings")),
             (dep.entity, dep.column, dep.entity, run_id, dep.table, dep.column),
         )
         n = cur.fetchone()[0]
         if n:
             out[dep.label] = n
+    cur.execute("DROP TABLE _bp_keys_now")
     return out
 
 
 def preservation(cur, config, run_id, keys_now: dict) -> tuple:
-    """(ids kept, keys that survived) for teams between the snapshot and now."""
+    """(team ids kept, team keys that survived) between the snapshot and now."""
     cur.execute(sql.SQL("SELECT id, key FROM {} WHERE run_id = %s AND entity = 'teams' AND key IS NOT NULL").format(
         state(config, "snap_entities")), (run_id,))
-    before = {tuple(k): i for i, k in cur.fetchall()}
-    now = {}
+    before: dict = {}
+    for i, k in cur.fetchall():
+        before.setdefault(tuple(k), set()).add(i)
+    now: dict = {}
     for i, k in keys_now["teams"].items():
         if k is not None:
             now.setdefault(k, set()).add(i)
     survived = [k for k in before if k in now]
-    kept = sum(1 for k in survived if before[k] in now[k])
+    kept = sum(1 for k in survived if before[k] & now[k])
     return kept, len(survived)
 
 
-def check_health(conn, config: PreservationConfig, catalog: Catalog, run_id=None) -> HealthReport:
-    report = HealthReport(run_id=run_id, server_version=catalog.server_version)
+def _missing_constraints(cur, config, catalog) -> list:
+    out = []
+    for entity, cols in REQUIRED_UNIQUE.items():
+        wanted = cols(config)
+        if not catalog.has_unique(config.table(entity), wanted):
+            out.append(f"UNIQUE {config.table(entity)}({', '.join(wanted)})")
+    cur.execute(
+        "SELECT a.attname, c.convalidated FROM pg_constraint c JOIN pg_attribute a ON a.attrelid = c.conrelid "
+        "AND a.attnum = c.conkey[1] WHERE c.contype = 'f' AND c.conrelid = to_regclass(%s)",
+        ('"' + config.schema.replace('"', '""') + '"."' + config.table("teams").replace('"', '""') + '"',),
+    )
+    fks = dict(cur.fetchall())
+    for col in (config.team_club, config.team_series, config.team_league):
+        if col not in fks:
+            out.append(f"FOREIGN KEY {config.table('teams')}({col})")
+        elif not fks[col]:
+            out.append(f"FOREIGN KEY {config.table('teams')}({col}) NOT VALID")
+    return out
+
+
+def check_health(conn, config: PreservationConfig, catalog: Catalog, run_id=None, *,
+                 null_policy: str | None = None) -> HealthReport:
+    """Measure everything of the module docstring; ``run_id`` adds the checks against its snapshot."""
+    policy = null_policy or getattr(config, "null_policy", None) or ("since_snapshot" if run_id else "allowed")
+    if policy not in NULL_POLICIES:
+        raise ValueError(f"null_policy must be one of {NULL_POLICIES}, got {policy!r}")
+    report = HealthReport(run_id=run_id, server_version=catalog.server_version, null_policy=policy)
     keys_now = current_keys(conn, config)
     with conn.cursor() as cur:
         for (owner, label), count in orphan_counts(cur, config, catalog).items():
@@ -191,10 +283,7 @@ def check_health(conn, config: PreservationConfig, catalog: Catalog, run_id=None
                 report.user_orphans += count
             else:
                 report.etl_orphans += count
-        for entity, cols in REQUIRED_UNIQUE.items():
-            wanted = cols(config)
-            if not catalog.has_unique(config.table(entity), wanted):
-                report.missing_constraints.append(f"UNIQUE {config.table(entity)}({', '.join(wanted)})")
+        report.missing_constraints = _missing_constraints(cur, config, catalog)
         for entity, ids in keys_now.items():
             seen: dict = {}
             for k in ids.values():
@@ -203,22 +292,28 @@ def check_health(conn, config: PreservationConfig, catalog: Catalog, run_id=None
             dups = sum(1 for n in seen.values() if n > 1)
             if dups:
                 report.duplicate_keys[entity] = dups
-        if run_id is not None:
-            cur.execute("SELECT to_regclass(%s)", (f'"{config.state_schema}".snap_rows',))
-            if cur.fetchone()[0] is not None:
-                report.lost = lost_rows(cur, config, catalog, run_id)
-                report.misattached = misattached_rows(cur, config, catalog, run_id)
-                cur.execute(sql.SQL("SELECT count(*) FROM {} WHERE run_id = %s").format(
-                    state(config, "quarantine")), (run_id,))
-                report.quarantined = cur.fetchone()[0]
-                kept, survived = preservation(cur, config, run_id, keys_now)
-                report.ids_kept, report.keys_survived = kept, survived
-                report.preservation_rate = 1.0 if survived == 0 else kept / survived
-    _grade(report, config)
+        has_state = run_id is not None and _state_exists(cur, config)
+        report.nulls = null_counts(cur, config, catalog, run_id if has_state else None, policy)
+        if has_state:
+            report.lost = lost_rows(cur, config, catalog, run_id)
+            report.misattached = misattached_rows(cur, config, catalog, run_id, keys_now)
+            cur.execute(sql.SQL("SELECT count(*) FROM {} WHERE run_id = %s").format(
+                state(config, "quarantine")), (run_id,))
+            report.quarantined = cur.fetchone()[0]
+            kept, survived = preservation(cur, config, run_id, keys_now)
+            report.ids_kept, report.keys_survived = kept, survived
+            report.preservation_rate = kept / survived if survived else None
+    grade(report, config)
     return report
 
 
-def _grade(report: HealthReport, config: PreservationConfig) -> None:
+def _state_exists(cur, config) -> bool:
+    cur.execute("SELECT to_regclass(%s)", (f'"{config.state_schema}".snap_rows',))
+    return cur.fetchone()[0] is not None
+
+
+def grade(report: HealthReport, config: PreservationConfig) -> None:
+    """Set ``status`` and ``issues`` from the counts (the rules of the module docstring)."""
     critical, warning = [], []
     if report.user_orphans:
         critical.append(f"{report.user_orphans} user-owned references point at nothing")
@@ -226,11 +321,15 @@ def _grade(report: HealthReport, config: PreservationConfig) -> None:
         critical.append(f"{sum(report.lost.values())} user rows lost: {report.lost}")
     if report.misattached:
         critical.append(f"{sum(report.misattached.values())} user rows on another team: {report.misattached}")
+    if report.nulls:
+        what = "set to NULL without a quarantine entry" if report.null_policy == "since_snapshot" else "NULL"
+        (critical if report.null_policy == "since_snapshot" else warning).append(
+            f"{sum(report.nulls.values())} user references {what}: {report.nulls}")
     rate = report.preservation_rate
     if rate is not None and rate < config.critical_preservation_below:
         critical.append(f"preservation rate {rate:.1%} below {config.critical_preservation_below:.0%}")
     elif rate is not None and rate < config.warn_preservation_below:
-        warning.append(f"preservation rate {rate:.1%}")
+        warning.append(f"preservation rate {rate:.1%} below {config.warn_preservation_below:.0%}")
     if report.etl_orphans:
         warning.append(f"{report.etl_orphans} ETL-owned references point at nothing")
     if report.missing_constraints:
@@ -238,7 +337,7 @@ def _grade(report: HealthReport, config: PreservationConfig) -> None:
     if report.duplicate_keys:
         warning.append(f"duplicate natural keys: {report.duplicate_keys}")
     if report.quarantined:
-        warning.append(f"{report.quarantined} rows quarantined in this run")
+        warning.append(f"{report.quarantined} quarantine entries written by run {report.run_id}")
     report.issues = critical + warning
     report.status = (HealthStatus.CRITICAL if critical else HealthStatus.WARNING if warning
                      else HealthStatus.PERFECT)
