@@ -73,6 +73,7 @@ def _schema_in_transaction(etl_class):
                 cur.execute(rally_etl.schema_sql())
             return conn
 
+    ScratchSchemaETL.label = f"{etl_class.__name__} (reference schema created in the transaction)"
     return ScratchSchemaETL
 
 
@@ -114,7 +115,7 @@ def protected_run(args, *, dry_run: bool, force: bool = False):
     etl.bulletproof_dry_run = dry_run
     etl.bulletproof_force = force
     etl.bulletproof_progress = progress
-    _note(args, f"{etl_class.__name__} on {db.describe_dsn(dsn)}, data {data_dir}"
+    _note(args, f"{getattr(etl_class, 'label', etl_class.__name__)} on {db.describe_dsn(dsn)}, data {data_dir}"
           + (f", league {args.league}" if args.league else "") + (" (dry run)" if dry_run else ""))
     try:
         ok = etl.run()
@@ -295,7 +296,8 @@ def cmd_enable(args) -> int:
 def cmd_demo(args) -> int:
     from .demo import render_demo, run_demo
 
-    result = run_demo(args.dsn, keep=args.keep, progress=None if args.quiet else _note_progress)
+    result = run_demo(args.dsn, keep=args.keep, progress=None if args.quiet else _note_progress,
+                      prefix=args.prefix)
     if args.json:
         _out(json.dumps(result.to_dict(), indent=2, sort_keys=True, default=str))
     else:

@@ -6,8 +6,8 @@ attribute to the real psycopg2 connection except:
 
 - ``commit()`` does nothing (counted), ``close()`` does nothing: the run commits once and
   closes at the end;
-- ``rollback()`` really rolls back and marks the run failed: whatever the ETL wanted
-  undone is undone, and nothing of the run will be committed;
+- ``rollback()`` undoes everything the run wrote so far (back to the start of the run,
+  inside the one transaction) and marks the run failed: nothing of it will be committed;
 - ``with conn:`` (which commits on a clean exit) follows the same two rules;
 - switching ``autocommit`` on is refused: it would end the one transaction.
 
@@ -50,7 +50,6 @@ class DeferredConnection:
 
     def rollback(self) -> None:
         object.__setattr__(self, "rolled_back", True)
-        self._real.rollback()
         self._on_rollback("the ETL rolled back its connection")
 
     def __enter__(self) -> DeferredConnection:

@@ -100,8 +100,14 @@ class ProtectedRun:
         return result
 
     def _rolled_back_by_etl(self, reason: str) -> None:
+        """The ETL called rollback(): undo the whole run so far; the run will not commit."""
         if self.rollback_reason is None:
             self.rollback_reason = reason
+        try:
+            self.p.undo_to_start()
+        except psycopg2.Error as err:  # a broken connection: end the transaction as it can
+            logger.warning("undoing the run after the ETL's rollback failed (%s); rolling back", err)
+            _quiet_rollback(self.real)
 
     # -- hooks ----------------------------------------------------------------------------
     def connection(self, open_original) -> DeferredConnection:
@@ -216,8 +222,10 @@ class ProtectedRun:
                 p.__exit__(None, None, None)  # releases the savepoint (a dry run rolls back here)
                 if self.dry_run:
                     real.rollback()
+                    self.report.outcome = "dry_run"
                 else:
                     real.commit()
+                    self.report.outcome = "committed"
             self.step("rollback (dry run)" if self.dry_run else "commit", do, count_of=lambda _r: None)
         except BaseException as exc:
             self.report.outcome = "rolled_back"

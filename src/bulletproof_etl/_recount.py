@@ -96,9 +96,13 @@ def sample_renames() -> dict:
 
 def compare(side, before: State, after: State, renames: dict) -> None:
     """Fill ``side`` (a DemoSide) with recounted orphans, losses, wrong teams and kept ids."""
+    active_keys = {key for key, active in after.teams.values() if active}
+
     def expected(key):
+        """A team of a renamed club continues under the new name; a removed one keeps its key."""
         if isinstance(key, tuple) and len(key) == 3:
-            return (key[0], renames.get(key[1], key[1]), key[2])
+            renamed = (key[0], renames.get(key[1], key[1]), key[2])
+            return renamed if renamed in active_keys else key
         return key
 
     for (table, _pk, _col), value in after.refs.items():
@@ -116,6 +120,8 @@ def compare(side, before: State, after: State, renames: dict) -> None:
             side.nulled += 1
         elif new != "ORPHAN" and new != expected(old):
             side.wrong_team += 1
+        elif new == expected(old) != old:
+            side.followed_rename += 1
     active_after = {}
     for i, (key, active) in after.teams.items():
         if active:

@@ -109,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
                                       "one and protected in the other; a table of what happened.")
     demo.add_argument("--keep", action="store_true", help="keep the two demo databases afterwards")
     demo.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    demo.add_argument("--prefix", metavar="NAME", default="bulletproof_demo",
+                      help="name the two databases NAME_legacy and NAME_protected (default bulletproof_demo)")
     return parser
 
 

@@ -10,6 +10,7 @@ a number copied from the library's own report.
 
 from __future__ import annotations
 
+import textwrap
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -21,7 +22,8 @@ from ._render import seconds, table
 from .errors import BulletproofError
 
 DEMO_COMMENT = "bulletproof-etl demo"
-DATABASES = {"legacy": "bulletproof_demo_legacy", "protected": "bulletproof_demo_protected"}
+DEFAULT_PREFIX = "bulletproof_demo"
+SIDES = ("legacy", "protected")
 
 
 @dataclass
@@ -39,6 +41,7 @@ class DemoSide:
     orphans: dict = field(default_factory=dict)  # table -> references pointing at nothing
     lost: dict = field(default_factory=dict)  # table -> user rows gone
     wrong_team: int = 0
+    followed_rename: int = 0
     nulled: int = 0
     quarantined: int | None = None
 
@@ -53,6 +56,7 @@ class DemoResult:
     references: int = 0
     sides: dict = field(default_factory=dict)
     kept: bool = False
+    databases: dict = field(default_factory=dict)
 
     @property
     def protected_ok(self) -> bool:
@@ -63,6 +67,7 @@ class DemoResult:
     def to_dict(self) -> dict:
         return {"server": self.server, "user_rows": self.user_rows, "references": self.references,
                 "sides": {k: v.to_dict() for k, v in self.sides.items()}, "kept": self.kept,
+                "databases": self.databases,
                 "protected_ok": self.protected_ok}
 
 
@@ -130,18 +135,24 @@ def _season_two(side: DemoSide, dsn: str, protected: bool) -> None:
         side.error = (report.error if report is not None else None) or str(etl.last_error)
 
 
-def run_demo(dsn: str | None = None, *, keep: bool = False, per_team: float = 1.0, progress=None) -> DemoResult:
+def database_names(prefix: str = DEFAULT_PREFIX) -> dict:
+    """``{"legacy": PREFIX_legacy, "protected": PREFIX_protected}``."""
+    return {side: f"{prefix}_{side}" for side in SIDES}
+
+
+def run_demo(dsn: str | None = None, *, keep: bool = False, per_team: float = 1.0, progress=None,
+             prefix: str = DEFAULT_PREFIX) -> DemoResult:
     """Run the comparison; ``dsn`` names the server (any database on it)."""
     def say(text):
         if progress:
             progress(text)
 
     server = db.resolve_dsn(dsn)
-    result = DemoResult(server=db.describe_dsn(server), kept=keep)
+    result = DemoResult(server=db.describe_dsn(server), kept=keep, databases=database_names(prefix))
     renames = _recount.sample_renames()
     admin = _admin(server)
     try:
-        for name, database in DATABASES.items():
+        for name, database in result.databases.items():
             _fresh_database(admin, database)
             target = _with_dbname(server, database)
             say(f"{name}: loading season 1 of the sample and creating user activity in {database}")
@@ -160,7 +171,7 @@ def run_demo(dsn: str | None = None, *, keep: bool = False, per_team: float = 1.
     finally:
         try:
             if not keep:
-                for database in DATABASES.values():
+                for database in result.databases.values():
                     _drop(admin, database)
         finally:
             admin.close()
@@ -184,6 +195,7 @@ def render_demo(result: DemoResult) -> str:
         if legacy.lost.get(t) or prot.lost.get(t):
             rows.append([f"  {t}", legacy.lost.get(t, 0), prot.lost.get(t, 0)])
     rows += [["rows on the wrong team", legacy.wrong_team, prot.wrong_team],
+             ["rows that followed a renamed club", legacy.followed_rename, prot.followed_rename],
              ["references set to NULL", legacy.nulled, prot.nulled],
              ["rows in quarantine", legacy.quarantined, prot.quarantined]]
     head = (f"season 2 imported over season 1 plus {result.user_rows:,} user rows "
@@ -194,9 +206,10 @@ def render_demo(result: DemoResult) -> str:
     if prot.error:
         out.append(f"protected run error: {prot.error}")
     out.append("")
-    out.append("Counted afterwards with plain SQL in each database: a reference is orphaned when its id "
-               "names no row; a row is on the wrong team when its team's natural key (league, club, "
-               "canonical series) differs from before, a renamed club's new name counted as the same club.")
+    out.append(textwrap.fill(
+        "Counted afterwards with plain SQL in each database: a reference is orphaned when its id names no "
+        "row; a row is on the wrong team when its team's natural key (league, club, canonical series) "
+        "differs from before, where a team of a renamed club that plays on counts as the same team.", 100))
     if result.kept:
-        out.append(f"The databases are kept: {', '.join(DATABASES.values())}.")
+        out.append(f"The databases are kept: {', '.join(result.databases.values())}.")
     return "\n".join(out)

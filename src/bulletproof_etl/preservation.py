@@ -161,6 +161,20 @@ class BulletproofTeamPreservation:
             return
         self._reset_sequences()
 
+    def undo_to_start(self) -> None:
+        """Undo every write since ``__enter__`` and stay in the run (a wrapped ETL rolled back).
+
+        The run itself is then bound to fail: its caller rolls back at the end as well.
+        """
+        with self.conn.cursor() as cur:
+            if self._own:
+                self.conn.rollback()
+            else:
+                cur.execute("ROLLBACK TO SAVEPOINT bp_run")
+            cur.execute("SELECT pg_try_advisory_xact_lock(%s)", (LOCK_KEY,))
+            cur.fetchone()
+        self._reset_sequences()
+
     def _reset_sequences(self) -> None:
         """Set back the sequences the rolled-back run moved, under the lock (released by the rollback)."""
         if not getattr(self, "_sequences", None):
@@ -278,7 +292,12 @@ class BulletproofTeamPreservation:
         ledger_add(self.conn, self.config, self.report.run_id)
         self._upsert = result
         self.report.teams = result.to_dict()
-        self.report.parents.update({e: r.to_dict() for e, r in parents.items()})
+        for entity, res in parents.items():
+            # an ETL step may have reported this entity already; what the teams needed besides is separate
+            if entity not in self.report.parents:
+                self.report.parents[entity] = res.to_dict()
+            elif res.created or res.updated:
+                self.report.parents[f"{entity} (for teams)"] = res.to_dict()
         self.report.timings["upsert"] = round(time.perf_counter() - started, 3)
         return self.report.teams
 

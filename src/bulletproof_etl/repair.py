@@ -6,13 +6,15 @@ transaction and check health before they commit; a dry run rolls everything back
 
 ``repair_from_snapshot(RUN)`` brings back every entity id and user row of run RUN:
 
-1. per entity (leagues, clubs, series, teams, parents first): a key of the snapshot now
-   held under another id is renumbered back to its old id, in one statement per entity
+1. per entity (leagues, clubs, series, teams, parents first): a key of the snapshot (or one
+   the run itself added, through the ledger) now held under another id is renumbered back
+   to that id, in one statement per entity
    that also repoints every referencing column (data-modifying CTEs: foreign keys are
    checked at the end of the statement), and only where the old id is free; a key nobody
    holds any more is re-inserted from the snapshot with its old id;
 2. user rows: the restore re-inserts rows of the snapshot that are gone and remaps stale
-   references (strategies as in a protected run);
+   references (strategies as in a protected run); rows the run had moved to another team
+   (a renamed club: ``mappings``, by context or content) are moved again;
 3. health against the snapshot (no orphans, nothing lost, nothing on another team).
 
 A protected run that was killed never committed anything, so the database is as it was
@@ -33,7 +35,7 @@ from .errors import HealthCheckFailed, SnapshotNotFound
 from .health import HealthReport, HealthStatus, check_health
 from .preservation import BulletproofTeamPreservation
 from .restore import restore
-from .snapshot import _copy_rows, ensure_state_schema, state
+from .snapshot import _copy_rows, ensure_state_schema, pk_json, state
 from .upsert import keep_sequence_ahead
 
 logger = logging.getLogger(__name__)
@@ -83,6 +85,7 @@ class SnapshotRepairReport:
     dry_run: bool = False
     entities: dict = field(default_factory=dict)
     restore: dict | None = None
+    replayed: int = 0
     health: HealthReport | None = None
     outcome: str = "running"
 
@@ -90,7 +93,7 @@ class SnapshotRepairReport:
     def nothing_to_do(self) -> bool:
         moved = sum(e.renumbered + e.reinserted for e in self.entities.values())
         totals = (self.restore or {}).get("totals", {})
-        return moved == 0 and not any(totals.values())
+        return moved == 0 and not self.replayed and not any(totals.values())
 
     def message(self) -> str:
         if self.nothing_to_do:
@@ -104,11 +107,13 @@ class SnapshotRepairReport:
         return (f"brought back run {self.run_id}: {ents} entity ids "
                 f"({sum(e.renumbered for e in self.entities.values())} renumbered, "
                 f"{sum(e.reinserted for e in self.entities.values())} re-inserted), "
-                f"{totals.get('reinserted', 0)} user rows re-inserted, {totals.get('remapped', 0)} remapped")
+                f"{totals.get('reinserted', 0)} user rows re-inserted, {totals.get('remapped', 0)} remapped, "
+                f"{self.replayed} moved again as run {self.run_id} had moved them")
 
     def to_dict(self) -> dict:
         return {"run_id": self.run_id, "run_outcome": self.run_outcome, "repair_run_id": self.repair_run_id, "dry_run": self.dry_run,
                 "entities": {k: v.to_dict() for k, v in self.entities.items()}, "restore": self.restore,
+                "replayed": self.replayed,
                 "health": self.health.to_dict() if self.health else None, "outcome": self.outcome,
                 "nothing_to_do": self.nothing_to_do, "message": self.message()}
 
@@ -214,27 +219,37 @@ def _snapshot_entities(cur, config, run_id: int, entity: str) -> dict:
     return {i: tuple(k) if k else None for i, k in cur.fetchall()}
 
 
-def _repair_entity(conn, config, catalog, run_id: int, entity: str) -> EntityRepair:
+def _desired_ids(cur, config, run_id: int, entity: str, snap: dict) -> dict:
+    """``{key: id}`` to bring back: the snapshot's ids, and for keys the run (or a later
+    protected run) added, the id the ledger saw last."""
+    cur.execute(sql.SQL("SELECT key, id FROM {} WHERE entity = %s AND key IS NOT NULL AND last_run >= %s "
+                        "ORDER BY last_run, id").format(state(config, "ledger")), (entity, run_id))
+    desired = {tuple(k): i for k, i in cur.fetchall()}
+    desired.update({k: i for i, k in snap.items() if k is not None})
+    return desired
+
+
+def _repair_entity(conn, config, catalog, run_id: int, entity: str, desired: dict) -> EntityRepair:
     out = EntityRepair(entity)
     with conn.cursor() as cur:
         snap = _snapshot_entities(cur, config, run_id, entity)
         out.in_snapshot = len(snap)
         referencing = _referencing(catalog, config, entity)
-        for _ in range(len(snap) + 1):  # each pass frees ids for the next; bounded
+        for _ in range(len(desired) + 1):  # each pass frees ids for the next; bounded
             now = current_keys(conn, config)[entity]
             holders: dict = {}
             for i, k in now.items():
                 if k is not None:
                     holders.setdefault(k, []).append(i)
             moves = {}
-            for old, key in sorted(snap.items()):
-                if old in now or key is None:
+            for key, want in sorted(desired.items(), key=lambda kv: kv[1]):
+                if want in now:
                     continue
-                ids = sorted(i for i in holders.get(key, []) if i not in snap or snap[i] != key)
                 # a key held twice (the legacy ETL wrote "Lakeview" and "LAKEVIEW"): the lowest id
                 # moves back, the other stays a duplicate that health reports
+                ids = sorted(i for i in holders.get(key, []) if desired.get(now[i]) != i)
                 if ids and ids[0] not in moves:
-                    moves[ids[0]] = old
+                    moves[ids[0]] = want
             if not moves:
                 break
             cur.execute("DROP TABLE IF EXISTS _bp_renum")
@@ -251,11 +266,11 @@ def _repair_entity(conn, config, catalog, run_id: int, entity: str) -> EntityRep
             back = _reinsert(cur, config, run_id, entity, gone, out)
             out.reinserted = len(back)
         now = current_keys(conn, config)[entity]
-        for old, key in sorted(snap.items()):
-            if old in now and now[old] != key and key is not None:
-                out.conflicts.append(f"{entity} {old}: the id now holds another key {list(now[old] or [])}")
-            elif old not in now and key is not None:
-                out.conflicts.append(f"{entity} {old}: its key is held by another id that could not move back")
+        for key, want in sorted(desired.items(), key=lambda kv: kv[1]):
+            if want in now and now[want] != key:
+                out.conflicts.append(f"{entity} {want}: the id now holds another key {list(now[want] or [])}")
+            elif want not in now and key in {k for k in now.values()}:
+                out.conflicts.append(f"{entity} {want}: its key is held by another id that could not move back")
         out.in_place = sum(1 for old, key in snap.items() if old in now and now[old] == key)
         keep_sequence_ahead(cur, config, entity)
     return out
@@ -291,6 +306,32 @@ def _reinsert(cur, config, run_id: int, entity: str, ids: list, out: EntityRepai
     return back
 
 
+def replay_moves(conn, config: PreservationConfig, catalog, run_id: int) -> int:
+    """Move user rows again as run ``run_id`` moved them (a renamed club: context, content).
+
+    The snapshot holds the rows as they were before the run; the run itself had moved some
+    of them to another team and recorded it in ``mappings``. Only rows still on the id the
+    run moved them away from are touched.
+    """
+    moved = 0
+    with conn.cursor() as cur:
+        for dep in catalog.user_dependents():
+            pk = catalog.primary_keys.get(dep.table)
+            if not pk:
+                continue
+            cur.execute(
+                sql.SQL("UPDATE {tbl} t SET {col} = m.new_id FROM {maps} m WHERE m.run_id = %s "
+                        "AND m.table_name = %s AND m.column_name = %s AND m.strategy IN ('context', 'content') "
+                        "AND m.pk = {pk} AND t.{col} = m.old_id AND m.new_id IS NOT NULL "
+                        "AND EXISTS (SELECT 1 FROM {ent} e WHERE e.id = m.new_id)").format(
+                    tbl=sql.Identifier(config.schema, dep.table), col=sql.Identifier(dep.column),
+                    maps=state(config, "mappings"), pk=pk_json(pk, "t"),
+                    ent=sql.Identifier(config.schema, config.table(dep.entity))),
+                (run_id, dep.table, dep.column))
+            moved += cur.rowcount
+    return moved
+
+
 def repair_from_snapshot(dsn_or_conn=None, run="latest", config: PreservationConfig | None = None, *,
                          dry_run: bool = False) -> SnapshotRepairReport:
     """Bring back every entity id and user row of run ``run`` (see the module docstring)."""
@@ -304,11 +345,15 @@ def repair_from_snapshot(dsn_or_conn=None, run="latest", config: PreservationCon
             cur.execute(sql.SQL("SELECT outcome FROM {} WHERE run_id = %s").format(state(config, "runs")), (run_id,))
             row = cur.fetchone()
             result.run_outcome = row[0] if row else None
+        with p.conn.cursor() as cur:  # before this repair's own snapshot adds today's ids to the ledger
+            desired = {e: _desired_ids(cur, config, run_id, e, _snapshot_entities(cur, config, run_id, e))
+                       for e in ENTITIES}
         p.backup_user_data()
         result.repair_run_id = p.report.run_id
         for entity in ENTITIES:
-            result.entities[entity] = _repair_entity(p.conn, config, p.catalog, run_id, entity)
+            result.entities[entity] = _repair_entity(p.conn, config, p.catalog, run_id, entity, desired[entity])
         result.restore = restore(p.conn, config, p.catalog, run_id).to_dict()
+        result.replayed = replay_moves(p.conn, config, p.catalog, run_id)
         result.health = check_health(p.conn, config, p.catalog, run_id)
         p.report.health = result.health.to_dict()
         if result.health.status is HealthStatus.CRITICAL:
