@@ -109,16 +109,16 @@ def protected_run(args, *, dry_run: bool, force: bool = False):
 
     dsn, etl_class, data_dir = _prepare(args, dry_run=dry_run)
     wrapped = create_bulletproof_etl_wrapper(etl_class)
+    patch = wrapped.__dict__[PATCH_ATTRIBUTE]
     etl = wrapped(data_dir, dsn, league=args.league)
-    progress = _render.Progress(total=len(wrapped.__dict__[PATCH_ATTRIBUTE].originals) + 4,
-                                enabled=not args.quiet)
+    progress = _render.Progress(total=len(patch.originals) + 4, enabled=not args.quiet)
     etl.bulletproof_dry_run = dry_run
     etl.bulletproof_force = force
     etl.bulletproof_progress = progress
     _note(args, f"{getattr(etl_class, 'label', etl_class.__name__)} on {db.describe_dsn(dsn)}, data {data_dir}"
           + (f", league {args.league}" if args.league else "") + (" (dry run)" if dry_run else ""))
     try:
-        ok = etl.run()
+        ok = getattr(etl, patch.hooks.run)()
     finally:
         progress.close()
     report = etl.bulletproof_report.to_dict() if getattr(etl, "bulletproof_report", None) else {}

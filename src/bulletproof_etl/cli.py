@@ -114,13 +114,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _logging(args) -> None:
+def _logging(args) -> tuple:
+    """Show the library's log on stderr at the chosen level; returns what to undo afterwards."""
     level = logging.ERROR if args.quiet else {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(level)
     root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
+    previous = root.level
+    root.addHandler(handler)
+    root.setLevel(min(level, previous) if previous else level)
+    return handler, previous
 
 
 def main(argv: list | None = None) -> int:
@@ -129,7 +133,7 @@ def main(argv: list | None = None) -> int:
     if not args.command:
         parser.print_help()
         return EXIT_FAILED
-    _logging(args)
+    log_handler, log_level = _logging(args)
     from . import _commands
 
     handler = getattr(_commands, f"cmd_{args.command}")
@@ -144,6 +148,9 @@ def main(argv: list | None = None) -> int:
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"bulletproof-etl {args.command}: error: {text}", file=sys.stderr)
         return EXIT_FAILED
+    finally:
+        logging.getLogger().removeHandler(log_handler)
+        logging.getLogger().setLevel(log_level)
 
 
 if __name__ == "__main__":
