@@ -151,9 +151,11 @@ def run_demo(dsn: str | None = None, *, keep: bool = False, per_team: float = 1.
     result = DemoResult(server=db.describe_dsn(server), kept=keep, databases=database_names(prefix))
     renames = _recount.sample_renames()
     admin = _admin(server)
+    created = []
     try:
         for name, database in result.databases.items():
             _fresh_database(admin, database)
+            created.append(database)
             target = _with_dbname(server, database)
             say(f"{name}: loading season 1 of the sample and creating user activity in {database}")
             _season_one(target, per_team)
@@ -171,7 +173,7 @@ def run_demo(dsn: str | None = None, *, keep: bool = False, per_team: float = 1.
     finally:
         try:
             if not keep:
-                for database in result.databases.values():
+                for database in created:  # only what the demo made
                     _drop(admin, database)
         finally:
             admin.close()
