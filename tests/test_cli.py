@@ -15,6 +15,7 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
+from bulletproof_etl import PreservationConfig
 from bulletproof_etl._render import Progress
 from bulletproof_etl.cli import main
 from bulletproof_etl.integration import EtlHooks
@@ -93,6 +94,10 @@ class NightlyImport:
             return True
         finally:
             conn.close()
+
+
+#: The reference tables in a schema of another name, the state beside them: for --config.
+LEAGUE_APP = PreservationConfig(schema="league app", state_schema="league app state")
 
 
 class ExplodingETL(ComprehensiveETL):
@@ -336,3 +341,42 @@ def test_scripts_pass_their_flags_to_the_cli(db_dsn, conn, seasons, capsys):
     assert _script("fix_team_id_orphans").main(["--dsn", db_dsn]) in (0, 1)
     capsys.readouterr()
     assert [r for r, v in user_ref_keys(conn).items() if v == "ORPHAN"] == []
+
+
+def test_config_points_every_command_at_another_schema(db_dsn, seasons, capsys):
+    import rally_etl
+
+    app_dsn = psycopg2.extensions.make_dsn(db_dsn, options=r'-csearch_path="league\ app"')
+    conn = psycopg2.connect(app_dsn)
+    try:
+        with conn.cursor() as cur:
+            cur.execute('CREATE SCHEMA "league app"')
+            cur.execute(rally_etl.schema_sql())
+        conn.commit()
+        cfg = ["--config", "test_cli:LEAGUE_APP", "--dsn", app_dsn]
+        assert main(["run", "-q", "--data-dir", str(seasons[0])] + cfg) == 0
+        create_user_activity(conn, seed=3)
+        conn.commit()
+        assert main(["run", "-q", "--data-dir", str(seasons[1])] + cfg) in (0, 1)
+        capsys.readouterr()
+        with conn.cursor() as cur:
+            cur.execute('SELECT count(*) FROM "league app".teams WHERE is_active')
+            assert cur.fetchone()[0] == seasons[2].teams_after
+            cur.execute("SELECT count(*) FROM public.teams")
+            assert cur.fetchone()[0] == 0  # the reference schema's own tables stay empty
+            cur.execute('SELECT count(*) FROM "league app state".runs WHERE outcome = %s', ("committed",))
+            assert cur.fetchone()[0] == 2
+        conn.rollback()
+        assert [r for r, v in user_ref_keys(conn).items() if v == "ORPHAN"] == []
+        assert main(["health", "--json"] + cfg) in (0, 1)
+        report = json.loads(capsys.readouterr().out)
+        assert report["user_orphans"] == 0 and len(report["orphans"]) > 20
+        assert main(["diagnose", "--json"] + cfg) == 0
+        assert json.loads(capsys.readouterr().out)["state_schema"] is True
+    finally:
+        conn.close()
+
+
+def test_config_must_name_a_preservation_config(db_dsn, capsys):
+    assert main(["health", "--config", "test_cli:ExplodingETL", "--dsn", db_dsn]) == 2
+    assert "not a PreservationConfig" in capsys.readouterr().err

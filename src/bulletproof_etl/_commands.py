@@ -10,7 +10,7 @@ from pathlib import Path
 
 from . import _render, db
 from ._verify import checksums, differences
-from .config import DEFAULT_CONFIG
+from .config import DEFAULT_CONFIG, PreservationConfig
 from .errors import BulletproofError
 from .health import HealthStatus
 
@@ -40,26 +40,44 @@ def load_etl(spec: str | None):
         from rally_etl import ComprehensiveETL
 
         return ComprehensiveETL
-    module, _, name = spec.partition(":")
-    if not module or not name:
-        raise BulletproofError(f"--etl {spec!r}: expected MODULE:CLASS, e.g. myapp.nightly:NightlyImport")
-    try:
-        found = getattr(importlib.import_module(module), name)
-    except ImportError as exc:
-        raise BulletproofError(f"--etl {spec!r}: cannot import {module}: {exc}") from exc
-    except AttributeError as exc:
-        raise BulletproofError(f"--etl {spec!r}: {module} has no {name}") from exc
+    return _import(spec, "--etl", "myapp.nightly:NightlyImport")
+
+
+def load_config(args) -> PreservationConfig:
+    """``--config MODULE:NAME`` (a PreservationConfig), else the reference schema's."""
+    spec = getattr(args, "config", None)
+    if not spec:
+        return DEFAULT_CONFIG
+    found = _import(spec, "--config", "myapp.bulletproof:CONFIG")
+    if not isinstance(found, PreservationConfig):
+        raise BulletproofError(f"--config {spec!r} is a {type(found).__name__}, not a PreservationConfig")
     return found
 
 
-def _has_schema(dsn: str) -> bool:
+def _import(spec: str, option: str, example: str):
+    module, _, name = spec.partition(":")
+    if not module or not name:
+        raise BulletproofError(f"{option} {spec!r}: expected MODULE:NAME, e.g. {example}")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except ImportError as exc:
+        raise BulletproofError(f"{option} {spec!r}: cannot import {module}: {exc}") from exc
+    except AttributeError as exc:
+        raise BulletproofError(f"{option} {spec!r}: {module} has no {name}") from exc
+
+
+def _has_schema(dsn: str, config: PreservationConfig) -> bool:
     conn = db.connect(dsn)
     try:
         with conn.cursor() as cur:
-            cur.execute("SELECT to_regclass(%s)", (f'"{DEFAULT_CONFIG.schema}"."{DEFAULT_CONFIG.table("teams")}"',))
+            cur.execute("SELECT to_regclass(%s)", (_quoted(config.schema, config.table("teams")),))
             return cur.fetchone()[0] is not None
     finally:
         conn.close()
+
+
+def _quoted(schema: str, table: str) -> str:
+    return ".".join('"' + n.replace('"', '""') + '"' for n in (schema, table))
 
 
 def _schema_in_transaction(etl_class):
@@ -81,7 +99,7 @@ def _prepare(args, *, dry_run: bool):
     """(dsn, ETL class, data dir), installing the reference schema on an empty database."""
     dsn = db.resolve_dsn(args.dsn)
     etl_class = load_etl(args.etl)
-    if args.etl is None and not _has_schema(dsn):
+    if args.etl is None and not _has_schema(dsn, load_config(args)):
         if dry_run:
             _note(args, "the database has no reference schema: it is created inside the run and rolled back")
             etl_class = _schema_in_transaction(etl_class)
@@ -108,7 +126,8 @@ def protected_run(args, *, dry_run: bool, force: bool = False):
     from .integration import PATCH_ATTRIBUTE, create_bulletproof_etl_wrapper
 
     dsn, etl_class, data_dir = _prepare(args, dry_run=dry_run)
-    wrapped = create_bulletproof_etl_wrapper(etl_class)
+    config = load_config(args) if getattr(args, "config", None) else None
+    wrapped = create_bulletproof_etl_wrapper(etl_class, config)
     patch = wrapped.__dict__[PATCH_ATTRIBUTE]
     etl = wrapped(data_dir, dsn, league=args.league)
     progress = _render.Progress(total=len(patch.originals) + 4, enabled=not args.quiet)
@@ -137,7 +156,8 @@ def cmd_run(args) -> int:
 
 def cmd_test(args) -> int:
     dsn = db.resolve_dsn(args.dsn)
-    schemas = [DEFAULT_CONFIG.schema, DEFAULT_CONFIG.state_schema]
+    config = load_config(args)
+    schemas = [config.schema, config.state_schema]
     conn = db.connect(dsn)
     try:
         before = checksums(conn, schemas)
@@ -172,7 +192,8 @@ def cmd_health(args) -> int:
 
     conn = db.connect(args.dsn)
     try:
-        report = check_health(conn, DEFAULT_CONFIG, read_catalog(conn, DEFAULT_CONFIG))
+        config = load_config(args)
+        report = check_health(conn, config, read_catalog(conn, config))
         conn.rollback()
     finally:
         conn.close()
@@ -190,7 +211,7 @@ def cmd_diagnose(args) -> int:
 
     conn = db.connect(args.dsn)
     try:
-        report = diagnose(conn, DEFAULT_CONFIG, examples=args.examples)
+        report = diagnose(conn, load_config(args), examples=args.examples)
     finally:
         conn.close()
     if args.json:
@@ -227,7 +248,7 @@ def cmd_repair(args) -> int:
     from .repair import emergency_repair, repair_from_snapshot
 
     if args.from_snapshot:
-        result = repair_from_snapshot(args.dsn, args.from_snapshot, DEFAULT_CONFIG, dry_run=args.dry_run)
+        result = repair_from_snapshot(args.dsn, args.from_snapshot, load_config(args), dry_run=args.dry_run)
         if args.json:
             _out(json.dumps(result.to_dict(), indent=2, sort_keys=True, default=str))
         else:
@@ -242,7 +263,7 @@ def cmd_repair(args) -> int:
             _out("")
             _out(_render.health_text(result.health.to_dict(), title=f"health against run {result.run_id}"))
         return result.health.status.exit_code
-    result = emergency_repair(args.dsn, DEFAULT_CONFIG, constraints=args.emergency, dry_run=args.dry_run)
+    result = emergency_repair(args.dsn, load_config(args), constraints=args.emergency, dry_run=args.dry_run)
     if args.json:
         _out(json.dumps(result.to_dict(), indent=2, sort_keys=True, default=str))
     else:
@@ -273,8 +294,9 @@ def cmd_enable(args) -> int:
 
     etl_class = load_etl(args.etl)
     before = {n: getattr(etl_class, n) for n in dir(etl_class) if callable(getattr(etl_class, n, None))}
-    patch_existing_etl_class(etl_class)
-    patch_existing_etl_class(etl_class)  # idempotent: a second call changes nothing
+    config = load_config(args) if args.config else None
+    patch_existing_etl_class(etl_class, config)
+    patch_existing_etl_class(etl_class, config)  # idempotent: a second call changes nothing
     names = sorted(etl_class.__dict__[PATCH_ATTRIBUTE].originals)
     kept = all(getattr(etl_class, n).__name__ == before[n].__name__ for n in names)
     active = is_patched(etl_class)

@@ -39,6 +39,13 @@ def _common() -> argparse.ArgumentParser:
     return common
 
 
+def _config_option() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--config", metavar="MODULE:NAME",
+                        help="a PreservationConfig describing another schema (default: the reference schema)")
+    return parent
+
+
 def _etl_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", metavar="DIR",
                         help="directory with players.json, series_stats.json, schedules.json and "
@@ -58,8 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.set_defaults(dsn=None, verbose=0, quiet=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     common = _common()
+    cfg = _config_option()
 
-    run = sub.add_parser("run", parents=[common], help="run the ETL with protection (the main job)",
+    run = sub.add_parser("run", parents=[common, cfg], help="run the ETL with protection (the main job)",
                          description="Run the ETL protected: one transaction, ids kept, user data restored, "
                                      "health checked before the commit.")
     _etl_options(run)
@@ -69,13 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="import even when it would retire more teams than max_retire_share allows")
     run.add_argument("--json", action="store_true", help="print the run report as JSON")
 
-    health = sub.add_parser("health", parents=[common], help="check orphans, constraints and duplicates",
+    health = sub.add_parser("health", parents=[common, cfg], help="check orphans, constraints and duplicates",
                             description="Health of the database now: exit 0 PERFECT, 1 WARNING, 2 CRITICAL.")
     fmt = health.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print the health report as JSON")
     fmt.add_argument("--prometheus", action="store_true", help="print the health report as Prometheus text")
 
-    repair = sub.add_parser("repair", parents=[common], help="repair orphaned references (never deletes)",
+    repair = sub.add_parser("repair", parents=[common, cfg], help="repair orphaned references (never deletes)",
                             description="Map orphaned references back through the restore strategies; "
                                         "quarantine what no strategy maps. Never deletes a row.")
     repair.add_argument("--emergency", action="store_true",
@@ -86,19 +94,19 @@ def build_parser() -> argparse.ArgumentParser:
     repair.add_argument("--dry-run", action="store_true", help="report what would be repaired, change nothing")
     repair.add_argument("--json", action="store_true", help="print the repair report as JSON")
 
-    test = sub.add_parser("test", parents=[common], help="the whole protected pipeline, rolled back",
+    test = sub.add_parser("test", parents=[common, cfg], help="the whole protected pipeline, rolled back",
                           description="Run the protected pipeline against the real database as a dry run "
                                       "and prove with checksums that nothing changed.")
     _etl_options(test)
     test.add_argument("--json", action="store_true", help="print the test result as JSON")
 
-    diag = sub.add_parser("diagnose", parents=[common], help="orphans per column, with example rows",
+    diag = sub.add_parser("diagnose", parents=[common, cfg], help="orphans per column, with example rows",
                           description="Read-only: orphaned references per dependent column, up to N example "
                                       "rows each, what the ledger knows about them, and the runs kept.")
     diag.add_argument("--examples", type=int, default=5, metavar="N", help="example rows per column (default 5)")
     diag.add_argument("--json", action="store_true", help="print the diagnosis as JSON")
 
-    enable = sub.add_parser("enable", parents=[common], help="check that protection is active; run the self-test",
+    enable = sub.add_parser("enable", parents=[common, cfg], help="check that protection is active; run the self-test",
                             description="Patch the ETL class in this process, check the patch, then run the "
                                         "self-test (the pipeline, rolled back) and the health check.")
     _etl_options(enable)

@@ -175,7 +175,11 @@ def _step_names(etl_class, hooks: EtlHooks, taken: set) -> list:
 
 def patch_existing_etl_class(etl_class: type, config: PreservationConfig | None = None, *,
                              hooks: EtlHooks | None = None) -> type:
-    """Protect ``etl_class.run()`` in place; idempotent (a second call only updates the config)."""
+    """Protect ``etl_class.run()`` in place; idempotent (a second call only updates the config).
+
+    ``config`` and ``hooks`` default to the class's ``bulletproof_config`` and
+    ``bulletproof_hooks`` attributes, then to the reference schema and method names.
+    """
     existing = etl_class.__dict__.get(PATCH_ATTRIBUTE)
     if existing is not None:
         if config is not None:
@@ -189,7 +193,7 @@ def patch_existing_etl_class(etl_class: type, config: PreservationConfig | None 
             f"{etl_class.__name__} has no method {', '.join(repr(m) for m in missing)}; "
             "name its methods with EtlHooks(...) (or set import_leagues/clubs/series to None)",
             stage="patch", missing=missing)
-    patch = _Patch(config or DEFAULT_CONFIG, hooks)
+    patch = _Patch(config or getattr(etl_class, "bulletproof_config", None) or DEFAULT_CONFIG, hooks)
     makers = {hooks.run: lambda f: _make_run(patch, f), hooks.get_connection: _make_get_connection,
               hooks.clear: _make_clear, hooks.import_teams: _make_import_teams}
     for entity, name in hooks.parents().items():
@@ -241,7 +245,7 @@ def _config_of(etl_instance) -> PreservationConfig:
         patch = cls.__dict__.get(PATCH_ATTRIBUTE)
         if patch is not None:
             return patch.config
-    return DEFAULT_CONFIG
+    return getattr(etl_instance, "bulletproof_config", None) or DEFAULT_CONFIG
 
 
 def bulletproof_import_teams(etl_instance, conn, teams_data) -> int:
