@@ -158,8 +158,11 @@ def run_text(report: dict, ok: bool) -> str:
             remapped = t.get("remapped")
             remapped = sum(remapped.values()) if isinstance(remapped, dict) else remapped
             rows.append([name, t.get("kept", 0), remapped or 0, t.get("reinserted", 0), t.get("quarantined", 0)])
+        rows = [r for r in rows if any(r[1:])]
         if rows:
             lines += ["", table(["user table", "kept", "remapped", "re-inserted", "quarantined"], rows)]
+        else:
+            lines += ["", "user tables: no user rows yet"]
     cleared = report.get("cleared") or {}
     if cleared:
         lines += ["", "cleared (ETL-owned rows, rebuilt by the ETL): "

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import warnings
 
 import psycopg2
 
@@ -142,6 +143,8 @@ def main(argv: list | None = None) -> int:
         parser.print_help()
         return EXIT_FAILED
     log_handler, log_level = _logging(args)
+    # the embedded server's helper warns about an unset XDG_RUNTIME_DIR and falls back to /tmp: harmless
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
     from . import _commands
 
     handler = getattr(_commands, f"cmd_{args.command}")
