@@ -250,6 +250,7 @@ class BulletproofTeamPreservation:
                                       dry_run=self.dry_run)
         if result.repaired:
             self.catalog = read_catalog(self.conn, self.config)
+            self.durable = False  # a side connection would wait on the repairs' locks and not see them
         self.report.constraints = result.to_dict()
         return result
 
