@@ -212,3 +212,35 @@ def untouched(before_rows: dict, after_rows: dict) -> dict:
     """``{table: (rows identical before and after, rows before, rows after)}``."""
     return {t: (sum(1 for pk, row in rows.items() if after_rows[t].get(pk) == row), len(rows), len(after_rows[t]))
             for t, rows in before_rows.items()}
+
+
+def make_duplicate_team(conn, of_team: int, *, same_practice: bool = False) -> int:
+    """A second team with the same club, series and league as ``of_team``, with user rows on it."""
+    with conn.cursor() as cur:
+        cur.execute("ALTER TABLE teams DROP CONSTRAINT unique_team_club_series_league")
+        cur.execute("INSERT INTO teams (club_id, series_id, league_id, team_name, display_name) "
+                    "SELECT club_id, series_id, league_id, team_name || ' (dup)', display_name FROM teams "
+                    "WHERE id = %s RETURNING id", (of_team,))
+        dup = cur.fetchone()[0]
+        cur.execute("INSERT INTO users (email, team_id) VALUES ('dup@example.org', %s) RETURNING id", (dup,))
+        user = cur.fetchone()[0]
+        cur.execute("INSERT INTO polls (team_id, created_by, question) VALUES (%s, %s, 'Dup poll?') RETURNING id",
+                    (dup, user))
+        poll = cur.fetchone()[0]
+        cur.execute("INSERT INTO poll_choices (poll_id, choice_text) VALUES (%s, 'Yes')", (poll,))
+        cur.execute("INSERT INTO captain_messages (team_id, captain_user_id, message) VALUES (%s, %s, 'hi')",
+                    (dup, user))
+        if same_practice:
+            cur.execute("INSERT INTO practice_times (team_id, day_of_week, start_time) "
+                        "SELECT %s, day_of_week, start_time FROM practice_times WHERE team_id = %s LIMIT 1",
+                        (dup, of_team))
+        else:
+            cur.execute("INSERT INTO practice_times (team_id, day_of_week, start_time) "
+                        "VALUES (%s, 'Sunday', '06:15')", (dup,))
+        cur.execute("INSERT INTO saved_lineups (user_id, team_id, lineup_name) VALUES (%s, %s, 'A')", (user, dup))
+        cur.execute("INSERT INTO videos (team_id, title) VALUES (%s, 'dup video')", (dup,))
+        cur.execute("INSERT INTO activity_log (user_id, team_id, action_type) VALUES (%s, %s, 'x')", (user, dup))
+        cur.execute("INSERT INTO user_contexts (user_id, team_id, active_team_id) VALUES (%s, %s, %s)",
+                    (user, dup, dup))
+    conn.commit()
+    return dup

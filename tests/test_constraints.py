@@ -7,7 +7,7 @@ from psycopg2 import sql
 
 from bulletproof_etl import BulletproofTeamPreservation
 from bulletproof_etl.constraints import validate_pending
-from restore_support import load_with_activity, write_seasons
+from restore_support import load_with_activity, make_duplicate_team, write_seasons
 from support import USER_TABLES, count, table_checksums, team_keys
 
 N_TEAMS = 30
@@ -41,38 +41,6 @@ def _refs_to(conn, team_id) -> dict:
     return out
 
 
-def _duplicate(conn, of_team: int, *, same_practice: bool = False) -> int:
-    """A second team with the same club, series and league as ``of_team``, with user rows on it."""
-    with conn.cursor() as cur:
-        cur.execute("ALTER TABLE teams DROP CONSTRAINT unique_team_club_series_league")
-        cur.execute("INSERT INTO teams (club_id, series_id, league_id, team_name, display_name) "
-                    "SELECT club_id, series_id, league_id, team_name || ' (dup)', display_name FROM teams "
-                    "WHERE id = %s RETURNING id", (of_team,))
-        dup = cur.fetchone()[0]
-        cur.execute("INSERT INTO users (email, team_id) VALUES ('dup@example.org', %s) RETURNING id", (dup,))
-        user = cur.fetchone()[0]
-        cur.execute("INSERT INTO polls (team_id, created_by, question) VALUES (%s, %s, 'Dup poll?') RETURNING id",
-                    (dup, user))
-        poll = cur.fetchone()[0]
-        cur.execute("INSERT INTO poll_choices (poll_id, choice_text) VALUES (%s, 'Yes')", (poll,))
-        cur.execute("INSERT INTO captain_messages (team_id, captain_user_id, message) VALUES (%s, %s, 'hi')",
-                    (dup, user))
-        if same_practice:
-            cur.execute("INSERT INTO practice_times (team_id, day_of_week, start_time) "
-                        "SELECT %s, day_of_week, start_time FROM practice_times WHERE team_id = %s LIMIT 1",
-                        (dup, of_team))
-        else:
-            cur.execute("INSERT INTO practice_times (team_id, day_of_week, start_time) "
-                        "VALUES (%s, 'Sunday', '06:15')", (dup,))
-        cur.execute("INSERT INTO saved_lineups (user_id, team_id, lineup_name) VALUES (%s, %s, 'A')", (user, dup))
-        cur.execute("INSERT INTO videos (team_id, title) VALUES (%s, 'dup video')", (dup,))
-        cur.execute("INSERT INTO activity_log (user_id, team_id, action_type) VALUES (%s, %s, 'x')", (user, dup))
-        cur.execute("INSERT INTO user_contexts (user_id, team_id, active_team_id) VALUES (%s, %s, %s)",
-                    (user, dup, dup))
-    conn.commit()
-    return dup
-
-
 def _has_constraint(conn, name) -> bool:
     with conn.cursor() as cur:
         cur.execute("SELECT convalidated FROM pg_constraint WHERE conname = %s", (name,))
@@ -82,7 +50,7 @@ def _has_constraint(conn, name) -> bool:
 
 
 def test_g2_report_only_finds_duplicates_and_writes_nothing(season, conn):
-    dup = _duplicate(conn, 5)
+    dup = make_duplicate_team(conn, 5)
     before = table_checksums(conn)
     with BulletproofTeamPreservation(conn) as p:
         report = p.validate_constraints(repair=False)
@@ -95,7 +63,7 @@ def test_g2_report_only_finds_duplicates_and_writes_nothing(season, conn):
 
 
 def test_g2_repair_merges_duplicate_team_repointing_every_row_first(season, conn):
-    dup = _duplicate(conn, 5)
+    dup = make_duplicate_team(conn, 5)
     on_dup = _refs_to(conn, dup)
     on_survivor = _refs_to(conn, 5)
     rows_before = {t: count(conn, t) for t in USER_TABLES}
@@ -119,7 +87,7 @@ def test_g2_repair_merges_duplicate_team_repointing_every_row_first(season, conn
 
 
 def test_g2_merge_refused_when_two_user_rows_would_collide(season, conn):
-    dup = _duplicate(conn, 5, same_practice=True)
+    dup = make_duplicate_team(conn, 5, same_practice=True)
     before = table_checksums(conn)
     with BulletproofTeamPreservation(conn) as p:
         report = p.validate_constraints()
@@ -177,7 +145,7 @@ def test_null_key_parts_are_reported_not_repaired(season, conn):
 
 
 def test_a_second_validation_finds_nothing_left(season, conn):
-    _duplicate(conn, 5)
+    make_duplicate_team(conn, 5)
     with conn.cursor() as cur:
         cur.execute("ALTER TABLE clubs DROP CONSTRAINT clubs_name_key")
     conn.commit()

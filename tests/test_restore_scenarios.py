@@ -211,3 +211,183 @@ def test_g1_g2_g4_mixed_churn_every_row_accounted_for(tmp_path, db_dsn, conn):
     assert p.restored.total("quarantined") == 0
     assert len(p.restored.resurrected.get("teams", [])) == summary.teams_removed
     assert p.health.user_orphans == 0 and not p.health.lost and not p.health.misattached
+
+
+def _extracted_teams(data_dir, dsn):
+    import rally_etl
+
+    etl = rally_etl.ComprehensiveETL(data_dir, dsn)
+    etl.load_json_files()
+    return etl.extract_teams()
+
+
+def test_g2_g4_duplicated_team_is_merged_before_the_snapshot(tmp_path, db_dsn, conn):
+    from bulletproof_etl import BulletproofTeamPreservation
+    from restore_support import make_duplicate_team
+
+    s1, _s2, _ = write_seasons(tmp_path, N_TEAMS, SEED)
+    load_with_activity(db_dsn, conn, s1)
+    key = team_keys(conn)[5]
+    on_key = sum(1 for k in user_ref_keys(conn).values() if k == key)
+    dup = make_duplicate_team(conn, 5)
+    before_refs, before_rows = user_ref_keys(conn), rows_of(conn)
+    assert sum(1 for k in before_refs.values() if k == key) == on_key + 9
+    with BulletproofTeamPreservation(conn) as p:
+        report = p.run(_extracted_teams(s1, db_dsn))
+    conn.commit()
+    assert guarantee_violations(before_refs, before_rows, conn, report.run_id) == {}
+    assert report.constraints["removed_teams"] == [dup]
+    assert sum(report.constraints["repointed"].values()) == 9
+    assert dup not in team_keys(conn)
+    after = user_ref_keys(conn)
+    # the 9 references of each of the two teams are on team 5 now, same key, same rows
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM polls WHERE team_id = 5")
+        assert cur.fetchone()[0] == 2
+    conn.rollback()
+    assert {k for k in after.values()} >= {team_keys(conn)[5]}
+    assert report.restore["totals"] == dict.fromkeys(report.restore["totals"], 0)
+    assert report.health["status"] == "PERFECT", report.health["issues"]
+
+
+def test_g2_cascade_deleted_video_and_poll_come_back_with_their_children(tmp_path, db_dsn, conn):
+    from bulletproof_etl import BulletproofTeamPreservation
+
+    s1, _s2, _ = write_seasons(tmp_path, N_TEAMS, SEED)
+    load_with_activity(db_dsn, conn, s1)
+    with conn.cursor() as cur:  # a team of its own club whose only user row is a video
+        cur.execute("INSERT INTO clubs (name) VALUES ('Videoclub') RETURNING id")
+        club = cur.fetchone()[0]
+        cur.execute("INSERT INTO teams (club_id, series_id, league_id, team_name, display_name) "
+                    "SELECT %s, series_id, league_id, 'Videoclub - 1', 'Videoclub - 1' FROM teams WHERE id = 1 "
+                    "RETURNING id", (club,))
+        team = cur.fetchone()[0]
+        cur.execute("INSERT INTO videos (team_id, title, url) VALUES (%s, 'Serve drills', 'https://v/1') "
+                    "RETURNING id", (team,))
+        video = cur.fetchone()[0]
+        cur.execute("SELECT count(*) FROM poll_choices WHERE poll_id = 1")
+        assert cur.fetchone()[0] == 2
+    conn.commit()
+    before_refs, before_rows = user_ref_keys(conn), rows_of(conn)
+    teams = _extracted_teams(s1, db_dsn)
+    with BulletproofTeamPreservation(conn) as p:
+        p.backup_user_data()
+        with conn.cursor() as cur:
+            cur.execute("DELETE FROM polls WHERE id = 1")  # its choices and responses go with it
+            cur.execute("DELETE FROM teams WHERE id = %s", (team,))  # ON DELETE CASCADE: the video
+            cur.execute("SELECT (SELECT count(*) FROM videos WHERE id = %s), "
+                        "(SELECT count(*) FROM poll_choices WHERE poll_id = 1), "
+                        "(SELECT count(*) FROM poll_responses WHERE poll_id = 1)", (video,))
+            assert cur.fetchone() == (0, 0, 0)
+        p.preserve_teams_during_import(teams)
+        restored = p.restore_user_data()
+        health = p.validate_health()
+    conn.commit()
+    assert guarantee_violations(before_refs, before_rows, conn, p.report.run_id) == {}
+    assert rows_of(conn) == before_rows  # every row back, with its primary key and content
+    assert {t: r.reinserted for t, r in restored.tables.items() if r.reinserted} == {
+        "polls": 1, "poll_choices": 2, "poll_responses": 1, "videos": 1}
+    assert restored.resurrected == {"teams": [team]}  # the deleted team, inactive, its key intact
+    with conn.cursor() as cur:
+        cur.execute("SELECT is_active, club_id FROM teams WHERE id = %s", (team,))
+        assert cur.fetchone() == (False, club)
+    assert health.status.value == "PERFECT", health.issues
+
+
+def test_g4_ambiguous_poll_is_quarantined_not_guessed(tmp_path, db_dsn, conn):
+    from bulletproof_etl import BulletproofTeamPreservation
+    from restore_support import quarantined
+
+    s1, _s2, _ = write_seasons(tmp_path, N_TEAMS, SEED)
+    load_with_activity(db_dsn, conn, s1)
+    with conn.cursor() as cur:
+        # U plays in APTA "Chicago 2" and, through a second player record, in CNSWPL "Series 2"
+        cur.execute("SELECT u.id, u.team_id FROM users u JOIN teams t ON t.id = u.team_id "
+                    "JOIN series s ON s.id = t.series_id WHERE s.name = 'Chicago 2' ORDER BY u.id LIMIT 1")
+        u, u_team = cur.fetchone()
+        cur.execute("INSERT INTO user_player_associations SELECT %s, p.tenniscores_player_id FROM players p "
+                    "JOIN teams t ON t.id = p.team_id JOIN leagues l ON l.id = t.league_id "
+                    "JOIN series s ON s.id = t.series_id WHERE l.league_id = 'CNSWPL' AND s.name = 'Series 2' "
+                    "ORDER BY p.id LIMIT 1", (u,))
+        # V has one team, in APTA "Chicago 3"
+        cur.execute("SELECT u.id, u.team_id FROM users u JOIN teams t ON t.id = u.team_id "
+                    "JOIN series s ON s.id = t.series_id WHERE s.name = 'Chicago 3' ORDER BY u.id LIMIT 1")
+        v, v_team = cur.fetchone()
+        cur.execute("SET session_replication_role = replica")  # references that were already dangling
+        cur.execute("INSERT INTO polls (id, team_id, created_by, question) VALUES "
+                    "(9001, 99901, %(u)s, 'Series 2 practice on Monday?'), "
+                    "(9002, 99902, %(v)s, 'Chicago 3 practice moved to 7pm?'), "
+                    "(9003, 99903, %(v)s, 'Who can play on Jan 3?')", {"u": u, "v": v})
+        cur.execute("INSERT INTO captain_messages (id, team_id, captain_user_id, message) VALUES "
+                    "(9004, 99904, %(v)s, 'S3 lineup is posted'), "
+                    "(9005, 99905, %(u)s, 'Lineup for Series 2 is up')", {"u": u, "v": v})
+        cur.execute("SET session_replication_role = DEFAULT")
+    conn.commit()
+    before_rows = rows_of(conn)
+    with BulletproofTeamPreservation(conn) as p:
+        report = p.run(_extracted_teams(s1, db_dsn))
+    conn.commit()
+    run_id = report.run_id
+    after = rows_of(conn)
+    with conn.cursor() as cur:
+        cur.execute("SELECT id, team_id FROM polls WHERE id > 9000 ORDER BY id")
+        polls = cur.fetchall()
+        cur.execute("SELECT id, team_id FROM captain_messages WHERE id > 9000 ORDER BY id")
+        messages = cur.fetchall()
+        cur.execute("SELECT team_name, is_active FROM teams WHERE id = 99905")
+        placeholder = cur.fetchone()
+    conn.rollback()
+    # two teams of U in series "2": refused; "Jan 3" names no series: refused
+    assert polls == [(9001, None), (9002, v_team), (9003, None)]
+    assert messages == [(9004, v_team), (9005, 99905)]  # NOT NULL: kept on a placeholder
+    assert placeholder == ("(unknown team 99905)", False)
+    q = quarantined(conn, run_id)
+    assert sorted(q) == [("captain_messages", 9005, "team_id"), ("polls", 9001, "team_id"),
+                         ("polls", 9003, "team_id")]
+    assert q[("polls", 9001, "team_id")].startswith("no strategy maps teams id 99901 to exactly one team")
+    assert bp_recount(conn, run_id) == {
+        "polls": {"remapped": {"content": 1}, "quarantined": 2, "withheld": 0, "nulled": 2, "on_placeholder": 0},
+        "captain_messages": {"remapped": {"content": 1}, "quarantined": 1, "withheld": 0, "nulled": 0,
+                             "on_placeholder": 1},
+    }
+    t = report.restore["tables"]
+    assert (t["polls"]["remapped"], t["polls"]["nulled"], t["polls"]["quarantined"]) == ({"content": 1}, 2, 2)
+    assert (t["captain_messages"]["remapped"], t["captain_messages"]["on_placeholder"]) == ({"content": 1}, 1)
+    with conn.cursor() as cur:
+        cur.execute("SELECT original->>'team_id' FROM bulletproof.quarantine WHERE run_id = %s", (run_id,))
+        assert sorted(r[0] for r in cur.fetchall()) == ["99901", "99903", "99905"]
+    conn.rollback()
+    for table in after:  # nothing else was written
+        changed = {pk for pk in after[table] if after[table][pk] != before_rows[table].get(pk)}
+        assert changed <= {"9001", "9002", "9003", "9004"}, table
+    assert report.health["status"] == "WARNING"
+    assert report.health["issues"] == [f"3 quarantine entries written by run {run_id}"]
+
+
+def test_g4_stale_id_from_three_runs_ago_maps_through_the_ledger(tmp_path, db_dsn, conn):
+    import rally_etl
+    from bulletproof_etl import BulletproofTeamPreservation
+
+    s1, _s2, _ = write_seasons(tmp_path, N_TEAMS, SEED)
+    load_with_activity(db_dsn, conn, s1)
+    before_refs, before_rows = user_ref_keys(conn), rows_of(conn)
+    with BulletproofTeamPreservation(conn) as p:  # run 1: the ledger learns ids 1..60
+        p.run(_extracted_teams(s1, db_dsn))
+    conn.commit()
+    for _ in range(2):  # two unprotected runs: teams become 61..120, then 121..180
+        assert rally_etl.ComprehensiveETL(s1, db_dsn).run()
+    assert sorted(team_keys(conn)) == list(range(121, 181))
+    stale = user_ref_keys(conn)
+    assert sum(1 for k in stale.values() if k == "ORPHAN") == sum(
+        1 for (t, _pk, _c), k in before_refs.items() if k is not None and t != "schedule")
+    p = protected_legacy_run(conn, db_dsn, s1)  # run 2
+    run_id = p.report.run_id
+    # every team, league and series reference written before run 1 is mapped directly
+    # through the ledger to the id its key has now; the practice rows the unprotected runs
+    # deleted were never in run 2's snapshot: they are the legacy damage, not this run's
+    non_null = _ref_counts(before_refs, lambda t, c, k: k is not None and t != "schedule")
+    assert _mapped_counts(conn, run_id, "direct") == non_null
+    assert sum(non_null.values()) == 12 * N_TEAMS + 3 * (N_TEAMS // 2)  # escrow (2 columns), videos: half
+    violations = guarantee_violations(before_refs, before_rows, conn, run_id)
+    assert violations == {"lost": [("schedule", pk) for pk in before_rows["schedule"]]}
+    assert p.health.status.value == "PERFECT", p.health.issues
