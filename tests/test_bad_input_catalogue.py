@@ -418,12 +418,6 @@ def test_g1_names_with_quotes_and_sql_are_plain_text(fresh_conn, seasons, base_t
     assert user_row_counts(conn) == rows_before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="team_upsert._check_retirement counts the teams in the table now; "
-    "after the legacy clear deleted them that is 0, so an empty import is not refused "
-    "(reported in docs/reliability.md)",
-)
 def test_g5_empty_import_after_legacy_clear_is_refused(fresh_conn, seasons):
     conn = fresh_conn
     before, _ = _state(conn)

@@ -194,3 +194,28 @@ def test_upsert_statement_writes_only_distinct_rows(conn):
     assert "IS DISTINCT FROM" in text
     assert text.count("INSERT INTO") == 1
     assert '"updated_at" = now()' in text
+
+
+def test_g5_empty_or_mostly_empty_import_after_a_legacy_clear_is_refused(db_dsn, conn, tmp_path):
+    from bulletproof_etl import ImportRefused
+    from core_support import legacy_clear_and_parents, legacy_run, loaded_etl, season
+
+    data = season(tmp_path, n_teams=40)
+    legacy_run(db_dsn, data)
+    etl = loaded_etl(data, db_dsn)
+    _protected(conn, etl.extract_teams())  # the ledger now knows the 40 teams as active
+    for teams, share in (([], "all 40"), (etl.extract_teams()[:15], "25 of 40")):
+        with pytest.raises(ImportRefused) as err, BulletproofTeamPreservation(conn) as p:
+            p.backup_user_data()
+            legacy_clear_and_parents(etl, conn)  # the table is empty when the upsert checks
+            p.preserve_teams_during_import(teams)
+        assert share in str(err.value)
+        conn.rollback()
+        legacy_run(db_dsn, data)  # put the season back for the next case
+    # forced, the small import goes through
+    with BulletproofTeamPreservation(conn, force=True) as p:
+        p.backup_user_data()
+        legacy_clear_and_parents(etl, conn)
+        result = p.preserve_teams_during_import(etl.extract_teams()[:15])
+    conn.commit()
+    assert result["read"] == 15

@@ -176,6 +176,8 @@ def _check_retirement(cur, config: PreservationConfig, league, force: bool, inco
         params,
     )
     retiring, total = cur.fetchone()
+    if total == 0:  # a legacy clear emptied the table: measure against what the ledger saw last
+        retiring, total = _ledger_baseline(cur, config, league)
     if incoming == 0 and total > 0 and not config.allow_empty_import and not force:
         raise ImportRefused(
             f"the import holds no teams and would retire all {total} active teams; "
@@ -189,6 +191,23 @@ def _check_retirement(cur, config: PreservationConfig, league, force: bool, inco
             "(pass force=True to import anyway)",
             stage="upsert", retiring=retiring, total=total,
         )
+
+
+def _ledger_baseline(cur, config: PreservationConfig, league) -> tuple:
+    """``(absent from the import, total)`` among the active teams of the ledger's latest run
+    (the snapshot of this run, taken before the legacy ETL deleted them), within ``league``."""
+    cur.execute(
+        sql.SQL(
+            "SELECT count(*) FILTER (WHERE s.key IS NULL), count(*) FROM {ledger} l "
+            "LEFT JOIN (SELECT DISTINCT key FROM _bp_stage WHERE id IS NOT NULL) s ON s.key = l.key "
+            "WHERE l.entity = 'teams' "
+            "AND l.last_run = (SELECT max(last_run) FROM {ledger} WHERE entity = 'teams') "
+            "AND coalesce((l.row->>%(active)s)::boolean, true) "
+            "AND (%(league)s::text IS NULL OR l.key[1] = upper(%(league)s::text))"
+        ).format(ledger=state(config, "ledger")),
+        {"active": config.team_active, "league": league},
+    )
+    return cur.fetchone()
 
 
 def _retire(cur, config: PreservationConfig, league) -> list:
