@@ -14,6 +14,7 @@ import logging
 import psycopg2
 from psycopg2 import sql
 
+from .failures import must_abort
 from .snapshot import pk_json, state
 
 logger = logging.getLogger(__name__)
@@ -98,6 +99,8 @@ def _insert_missing(cur, config, table, pk) -> None:
         cur.execute("RELEASE SAVEPOINT bp_reinsert")
         return
     except psycopg2.Error as exc:
+        if must_abort(exc):  # a timeout or a lost connection: never quarantine for it
+            raise
         cur.execute("ROLLBACK TO SAVEPOINT bp_reinsert")
         logger.warning("re-inserting %s in one statement failed (%s); row by row",
                        table, str(exc).strip().splitlines()[0])

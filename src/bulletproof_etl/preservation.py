@@ -17,11 +17,11 @@ import psycopg2.extensions
 from psycopg2 import sql
 
 from . import _sequences as sequences
-from . import db
+from . import db, failures
 from .catalog import current_keys, read_catalog
 from .config import DEFAULT_CONFIG, PreservationConfig
 from .constraints import ConstraintReport, validate_constraints
-from .errors import BulletproofError, ConcurrentRun, HealthCheckFailed, StageFailed
+from .errors import BulletproofError, ConcurrentRun, HealthCheckFailed
 from .health import HealthReport, HealthStatus, check_health
 from .ledger import ledger_add
 from .restore import RestoreReport, restore
@@ -111,6 +111,7 @@ class BulletproofTeamPreservation:
                                     "this one did nothing (try again when it has finished)", stage="lock")
         # nextval() survives a rollback: remember the sequences the run may move (see _sequences)
         self._sequences = sequences.capture(self.conn, self.config)
+        self._side_target = self._side_dsn() if self.durable else None
         self._entered = True
         self.catalog = read_catalog(self.conn, self.config)
         return self
@@ -118,6 +119,7 @@ class BulletproofTeamPreservation:
     def __exit__(self, exc_type, exc, tb) -> bool:
         if not self._entered:
             return False
+        error = None
         try:
             if exc_type is not None or self.dry_run:
                 self._rollback()
@@ -125,14 +127,25 @@ class BulletproofTeamPreservation:
                 if exc_type is not None:
                     self._record_failure(exc)
             else:
-                self._commit()
+                try:
+                    self._commit()
+                except psycopg2.Error as err:
+                    if self.report.outcome != "running":  # committed; only recording the run failed
+                        logger.error("the import was committed, but recording run %s failed: %s",
+                                     self.report.run_id, err)
+                    else:  # COMMIT itself failed (a killed connection): nothing was committed
+                        exc, tb = err, err.__traceback__
+                        self._rollback()
+                        self._record_failure(err)
+            if exc is not None:  # one clear error: the stage, the cause, the missing privilege
+                error = failures.translate(exc, stage=self.stage, in_stage=self.stage == "commit"
+                                           or failures.raised_in_stage(tb, type(self)), run_id=self.report.run_id,
+                                           conn=self.conn, schemas=(self.config.schema, self.config.state_schema))
         finally:
             if self._own:
                 self.conn.close()
-        if exc_type is not None and isinstance(exc, psycopg2.Error):
-            raise StageFailed(f"{self.stage} failed and everything was rolled back: "
-                              f"{str(exc).strip().splitlines()[0]}",
-                              stage=self.stage, run_id=self.report.run_id) from exc
+        if error is not None:
+            raise error from exc
         return False
 
     def _same_transaction(self) -> bool:
@@ -213,10 +226,15 @@ class BulletproofTeamPreservation:
         if self.report.error is None:
             self.report.error = str(exc).strip() or type(exc).__name__
         if self.report.run_id is not None:
-            self._side(lambda c: finish_run(c, self.config, self.report.run_id, "failed", stage=self.stage,
-                                        error=str(exc)[:2000]))
+            try:
+                self._side(lambda c: finish_run(c, self.config, self.report.run_id, "failed", stage=self.stage,
+                                                error=str(exc)[:2000]))
+            except psycopg2.Error as err:  # never let the bookkeeping hide the original error
+                logger.error("could not record run %s as failed: %s", self.report.run_id, err)
 
     def _side_dsn(self) -> str | None:
+        if getattr(self, "_side_target", None):  # read while the connection lived (it may be dead now)
+            return self._side_target
         if self.dsn or self._own:
             return db.resolve_dsn(self.dsn)
         params = self.conn.get_dsn_parameters()
@@ -262,10 +280,11 @@ class BulletproofTeamPreservation:
 
         def first(side):
             ensure_state_schema(side, self.config)
-            self.report.run_id = start_run(side, self.config, self.mode)
-            self.report.backup = {"entities": snapshot_entities(side, self.config, self.report.run_id, keys),
-                                  "rows": snapshot_user_rows(side, self.config, self.report.run_id, self.catalog)}
+            run_id = start_run(side, self.config, self.mode)  # known to the run once its snapshot is whole
+            self.report.backup = {"entities": snapshot_entities(side, self.config, run_id, keys),
+                                  "rows": snapshot_user_rows(side, self.config, run_id, self.catalog)}
             apply_retention(side, self.config)
+            self.report.run_id = run_id
 
         if self.durable and self._side(first):
             self.report.durable_snapshot = True

@@ -21,6 +21,7 @@ from psycopg2 import sql
 
 from .config import PreservationConfig
 from .errors import InvalidInput
+from .failures import must_abort
 from .snapshot import _copy_rows, state
 
 logger = logging.getLogger(__name__)
@@ -223,6 +224,8 @@ def write_staged(cur, write: Write, result: UpsertResult) -> None:
         written = cur.fetchall()
         cur.execute("RELEASE SAVEPOINT bp_upsert")
     except psycopg2.Error as exc:
+        if must_abort(exc):  # a timeout or a lost connection: row by row cannot help
+            raise
         cur.execute("ROLLBACK TO SAVEPOINT bp_upsert")
         cur.execute("RELEASE SAVEPOINT bp_upsert")
         message = _first_line(exc)
