@@ -161,10 +161,9 @@ def null_counts(cur, config, catalog, run_id, policy: str) -> dict:
             cur.execute(
                 sql.SQL("SELECT count(*) FROM {snap} s JOIN {tbl} t ON {pk} = s.pk WHERE s.run_id = %s "
                         "AND s.table_name = %s AND s.row->>%s IS NOT NULL AND t.{col} IS NULL{flt} "
-                        "AND NOT EXISTS (SELECT 1 FROM {q} q WHERE q.run_id = s.run_id AND q.table_name = s.table_name "
+                        "AND NOT EXISTS (SELECT 1 FROM _bp_health_q q WHERE q.table_name = s.table_name "
                         "AND q.pk = s.pk AND q.column_name = %s)").format(
-                    snap=state(config, "snap_rows"), tbl=tbl, pk=pk_json(pk, "t"), col=col, flt=flt,
-                    q=state(config, "quarantine")),
+                    snap=state(config, "snap_rows"), tbl=tbl, pk=pk_json(pk, "t"), col=col, flt=flt),
                 [run_id, dep.table, dep.column] + params + [dep.column],
             )
         else:
@@ -184,10 +183,9 @@ def lost_rows(cur, config, catalog, run_id) -> dict:
         cur.execute(
             sql.SQL("SELECT count(*) FROM {snap} s WHERE s.run_id = %s AND s.table_name = %s "
                     "AND NOT EXISTS (SELECT 1 FROM {tbl} t WHERE {pk} = s.pk) "
-                    "AND NOT EXISTS (SELECT 1 FROM {q} q WHERE q.run_id = s.run_id AND q.table_name = s.table_name "
-                    "AND q.pk = s.pk AND q.column_name IS NULL)").format(
-                snap=state(config, "snap_rows"), tbl=sql.Identifier(config.schema, table),
-                pk=pk_json(pk, "t"), q=state(config, "quarantine")),
+                    "AND NOT EXISTS (SELECT 1 FROM _bp_health_q q WHERE q.table_name = s.table_name "
+                    "AND q.pk = s.pk AND q.column_name = '')").format(
+                snap=state(config, "snap_rows"), tbl=sql.Identifier(config.schema, table), pk=pk_json(pk, "t")),
             (run_id, table),
         )
         n = cur.fetchone()[0]
@@ -200,13 +198,20 @@ def misattached_rows(cur, config, catalog, run_id, keys_now: dict) -> dict:
     """Rows whose reference has another natural key now than at snapshot time, unexplained.
 
     The key now is computed from the rows now (not taken from the ledger), so an old id that
-    came back under a placeholder parent counts as moved.
+    came back under a placeholder parent counts as moved. Both key sets sit in analysed
+    temporary tables keyed by (entity, id): the run's snapshot rows have no statistics yet,
+    and a join on ``snap_entities`` by run alone would make the plan quadratic. The rows
+    that moved are found first; only those are looked up among the explained ones.
     """
-    cur.execute("DROP TABLE IF EXISTS _bp_keys_now")
+    cur.execute("DROP TABLE IF EXISTS _bp_keys_now; DROP TABLE IF EXISTS _bp_keys_before")
     cur.execute("CREATE TEMP TABLE _bp_keys_now (entity text, id bigint, key text[], PRIMARY KEY (entity, id)) "
                 "ON COMMIT DROP")
     _copy_rows(cur, sql.Identifier("_bp_keys_now"), ("entity", "id", "key"),
                ((e, i, list(k) if k else None) for e in ENTITIES for i, k in keys_now[e].items()))
+    cur.execute(sql.SQL("CREATE TEMP TABLE _bp_keys_before ON COMMIT DROP AS SELECT entity, id, key FROM {} "
+                        "WHERE run_id = %s AND key IS NOT NULL").format(state(config, "snap_entities")), (run_id,))
+    cur.execute("ALTER TABLE _bp_keys_before ADD PRIMARY KEY (entity, id); ANALYZE _bp_keys_now; "
+                "ANALYZE _bp_keys_before")
     out = {}
     for dep in catalog.user_dependents():
         pk = catalog.primary_keys.get(dep.table)
@@ -214,22 +219,35 @@ def misattached_rows(cur, config, catalog, run_id, keys_now: dict) -> dict:
             continue
         cur.execute(
             sql.SQL(
-                "SELECT count(*) FROM {snap} s JOIN {tbl} t ON {pk} = s.pk "
-                "JOIN {ents} b ON b.run_id = s.run_id AND b.entity = %s AND b.id = (s.row->>%s)::bigint "
+                "WITH moved AS MATERIALIZED (SELECT s.pk FROM {snap} s JOIN {tbl} t ON {pk} = s.pk "
+                "JOIN _bp_keys_before b ON b.entity = %s AND b.id = (s.row->>%s)::bigint "
                 "JOIN _bp_keys_now a ON a.entity = %s AND a.id = t.{col} "
-                "WHERE s.run_id = %s AND s.table_name = %s AND b.key IS NOT NULL AND a.key IS DISTINCT FROM b.key "
-                "AND NOT EXISTS (SELECT 1 FROM {maps} m WHERE m.run_id = s.run_id AND m.table_name = s.table_name "
-                "AND m.pk = s.pk AND m.column_name = %s AND m.strategy IN ('context', 'content'))"
+                "WHERE s.run_id = %s AND s.table_name = %s AND a.key IS DISTINCT FROM b.key) "
+                "SELECT count(*) FROM moved WHERE NOT EXISTS (SELECT 1 FROM _bp_health_explained x "
+                "WHERE x.table_name = %s AND x.column_name = %s AND x.pk = moved.pk)"
             ).format(snap=state(config, "snap_rows"), tbl=sql.Identifier(config.schema, dep.table),
-                     pk=pk_json(pk, "t"), ents=state(config, "snap_entities"),
-                     col=sql.Identifier(dep.column), maps=state(config, "mappings")),
-            (dep.entity, dep.column, dep.entity, run_id, dep.table, dep.column),
+                     pk=pk_json(pk, "t"), col=sql.Identifier(dep.column)),
+            (dep.entity, dep.column, dep.entity, run_id, dep.table, dep.table, dep.column),
         )
         n = cur.fetchone()[0]
         if n:
             out[dep.label] = n
-    cur.execute("DROP TABLE _bp_keys_now")
+    cur.execute("DROP TABLE _bp_keys_now; DROP TABLE _bp_keys_before")
     return out
+
+
+def _stage_run_state(cur, config, run_id) -> None:
+    """The run's quarantine entries and context/content mappings, keyed and analysed."""
+    cur.execute("DROP TABLE IF EXISTS _bp_health_q; DROP TABLE IF EXISTS _bp_health_explained")
+    cur.execute(sql.SQL("CREATE TEMP TABLE _bp_health_q ON COMMIT DROP AS SELECT DISTINCT table_name, pk, "
+                        "coalesce(column_name, '') AS column_name FROM {} WHERE run_id = %s").format(
+        state(config, "quarantine")), (run_id,))
+    cur.execute(sql.SQL("CREATE TEMP TABLE _bp_health_explained ON COMMIT DROP AS SELECT DISTINCT table_name, "
+                        "column_name, pk FROM {} WHERE run_id = %s AND strategy IN ('context', 'content')").format(
+        state(config, "mappings")), (run_id,))
+    cur.execute("ALTER TABLE _bp_health_q ADD PRIMARY KEY (table_name, pk, column_name); "
+                "ALTER TABLE _bp_health_explained ADD PRIMARY KEY (table_name, column_name, pk); "
+                "ANALYZE _bp_health_q; ANALYZE _bp_health_explained")
 
 
 def preservation(cur, config, run_id, keys_now: dict) -> tuple:
@@ -293,6 +311,8 @@ def check_health(conn, config: PreservationConfig, catalog: Catalog, run_id=None
             if dups:
                 report.duplicate_keys[entity] = dups
         has_state = run_id is not None and _state_exists(cur, config)
+        if has_state:
+            _stage_run_state(cur, config, run_id)
         report.nulls = null_counts(cur, config, catalog, run_id if has_state else None, policy)
         if has_state:
             report.lost = lost_rows(cur, config, catalog, run_id)
@@ -303,6 +323,7 @@ def check_health(conn, config: PreservationConfig, catalog: Catalog, run_id=None
             kept, survived = preservation(cur, config, run_id, keys_now)
             report.ids_kept, report.keys_survived = kept, survived
             report.preservation_rate = kept / survived if survived else None
+            cur.execute("DROP TABLE _bp_health_q; DROP TABLE _bp_health_explained")
     grade(report, config)
     return report
 
