@@ -52,6 +52,7 @@ def _stage_missing(cur, config, table, pk, run_id) -> int:
         (run_id, table),
     )
     missing = cur.rowcount
+    cur.execute("ANALYZE _bp_missing")
     cur.execute("CREATE TEMP TABLE _bp_changes (pk jsonb, column_name text, old_id bigint, new_id bigint, "
                 "strategy text, kind text) ON COMMIT DROP")
     return missing
@@ -123,6 +124,7 @@ def _reinsert(cur, config, table, pk, deps, run_id, unresolved, tr) -> None:
         return
     for dep in deps:
         _rewrite_missing(cur, table, dep, unresolved)
+    cur.execute("ANALYZE _bp_missing; ANALYZE _bp_changes")
     _insert_missing(cur, config, table, pk)
     tbl = sql.Identifier(config.schema, table)
     cur.execute("ALTER TABLE _bp_missing ADD COLUMN IF NOT EXISTS error text")

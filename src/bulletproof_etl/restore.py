@@ -160,7 +160,13 @@ def build_entity_map(cur, config, run_id, referenced: dict, keys: dict, *, retir
     unresolved: dict = {}
     revive: dict = {}
     teams = _teams(cur, config, keys["teams"])
-    renamed_to = _new_key_teams(cur, config, run_id, teams)
+    renamed_to: dict = {}  # (league, canonical series) -> teams with a new key there
+    for t in _new_key_teams(cur, config, run_id, teams):
+        renamed_to.setdefault((t["key"][0], t["key"][2]), []).append(t)
+
+    def place(key):
+        return renamed_to.get((key[0], key[2]), []) if key else []
+
     retired = set(retired)
     series_names = None
     for entity, ids in referenced.items():
@@ -175,7 +181,7 @@ def build_entity_map(cur, config, run_id, referenced: dict, keys: dict, *, retir
             led_key, led_row = ledger.get(old, (None, None))
             if old in current and (led_key is None or led_key == current[old]):
                 if entity == "teams" and old in retired:  # dropped in this run: renamed, perhaps
-                    new = strategies.context(led_row, current[old], renamed_to, config)
+                    new = strategies.context(led_row, current[old], place(current[old]), config)
                     if new is not None:
                         emap[old] = (new, "context")
                 continue
@@ -185,13 +191,17 @@ def build_entity_map(cur, config, run_id, referenced: dict, keys: dict, *, retir
                 continue
             new = None
             if entity == "teams":
-                new = strategies.context(led_row, led_key, renamed_to, config)
+                new = strategies.context(led_row, led_key, place(led_key), config)
             elif entity == "series" and led_row:
-                if series_names is None:
+                if series_names is None:  # canonical series -> {id: name} of the current rows
                     cur.execute(sql.SQL("SELECT id, {} FROM {}").format(
                         sql.Identifier(config.series_name), sql.Identifier(config.schema, config.table("series"))))
-                    series_names = dict(cur.fetchall())
-                new = strategies.series_context(led_row.get(config.series_name), series_names, config)
+                    series_names = {}
+                    for i, name in cur.fetchall():
+                        series_names.setdefault(config.series_canonicaliser(None, name), {})[i] = name
+                old_name = led_row.get(config.series_name)
+                same = series_names.get(config.series_canonicaliser(None, old_name), {}) if old_name else {}
+                new = strategies.series_context(old_name, same, config)
             if new is not None and new != old:
                 emap[old] = (new, "context")
             elif led_row is not None and old not in current:
