@@ -190,6 +190,33 @@ def test_g5_failure_at_each_stage_boundary_changes_nothing(dsn, seasons, boundar
             assert f"the snapshot of run {run['run_id']} is kept for repair" in str(err)
 
 
+def test_g5_failed_statement_keeps_the_callers_earlier_work(dsn, seasons):
+    """On the caller's connection a failed statement aborts the whole transaction; the run still
+    rolls back to its savepoint only, so what the caller did before the run can be committed."""
+    before = Before(dsn)
+
+    def explode(p):
+        with p.conn.cursor() as cur:
+            cur.execute("SELECT 1 / 0")
+
+    conn = psycopg2.connect(dsn)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("INSERT INTO users (email) VALUES ('caller@example.org')")
+        with pytest.raises(StageFailed):
+            protected_etl(conn, seasons[1], hooks={"teams": explode})
+        assert conn.get_transaction_status() == psycopg2.extensions.TRANSACTION_STATUS_INTRANS
+        conn.commit()
+    finally:
+        conn.close()
+    with psycopg2.connect(dsn) as check, check.cursor() as cur:
+        cur.execute("SELECT count(*) FROM users WHERE email = 'caller@example.org'")
+        assert cur.fetchone()[0] == 1
+        check.rollback()
+    after = data_checksums(psycopg2.connect(dsn))
+    assert changed_tables(before.checksums, after) == ["public.users"]
+
+
 # -- exceptions inside each library stage ---------------------------------------------------
 
 INSIDE = [

@@ -71,7 +71,7 @@ def diagnose(conn, config: PreservationConfig | None = None, *, examples: int = 
     report = DiagnoseReport()
     holders = None
     with conn.cursor() as cur:
-        cur.execute("SELECT to_regclass(%s)", (f'"{config.state_schema}".ledger',))
+        cur.execute("SELECT to_regclass(format('%%I.%%I', %s::text, %s::text))", (config.state_schema, "ledger"))
         report.state_schema = cur.fetchone()[0] is not None
         for dep in catalog.dependents:
             col = ColumnDiagnosis(dep.label if not dep.filter_column else f"{dep.label} (user rows)",

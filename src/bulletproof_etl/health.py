@@ -329,7 +329,7 @@ def check_health(conn, config: PreservationConfig, catalog: Catalog, run_id=None
 
 
 def _state_exists(cur, config) -> bool:
-    cur.execute("SELECT to_regclass(%s)", (f'"{config.state_schema}".snap_rows',))
+    cur.execute("SELECT to_regclass(format('%%I.%%I', %s::text, %s::text))", (config.state_schema, "snap_rows"))
     return cur.fetchone()[0] is not None
 
 

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 
 import psycopg2
+import psycopg2.errors
 import psycopg2.extensions
 from psycopg2 import sql
 
@@ -109,11 +110,21 @@ class BulletproofTeamPreservation:
                     self.conn.close()
                 raise ConcurrentRun("another protected import is running on this database; "
                                     "this one did nothing (try again when it has finished)", stage="lock")
-        # nextval() survives a rollback: remember the sequences the run may move (see _sequences)
-        self._sequences = sequences.capture(self.conn, self.config)
-        self._side_target = self._side_dsn() if self.durable else None
+        try:
+            # nextval() survives a rollback: remember the sequences the run may move (see _sequences)
+            self._sequences = sequences.capture(self.conn, self.config)
+            self._side_target = self._side_dsn() if self.durable else None
+            self.catalog = read_catalog(self.conn, self.config)
+        except Exception as exc:  # nothing was written: give back the savepoint and say why, clearly
+            self._rollback()
+            error = failures.translate(exc, stage="start", in_stage=True, run_id=None, conn=self.conn,
+                                       schemas=(self.config.schema, self.config.state_schema))
+            if self._own:
+                self.conn.close()
+            if error is not None:
+                raise error from exc
+            raise
         self._entered = True
-        self.catalog = read_catalog(self.conn, self.config)
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
@@ -158,17 +169,18 @@ class BulletproofTeamPreservation:
 
     def _rollback(self) -> None:
         try:
-            if not self._same_transaction():
-                logger.warning("the caller's transaction ended during the protected run; "
-                               "only what it had not committed can be rolled back")
-                self.conn.rollback()
-                return
             if self._own:
                 self.conn.rollback()
             else:
-                with self.conn.cursor() as cur:
-                    cur.execute("ROLLBACK TO SAVEPOINT bp_run")
-                    cur.execute("RELEASE SAVEPOINT bp_run")
+                try:  # first, as it works in an aborted transaction too (where nothing can be asked)
+                    with self.conn.cursor() as cur:
+                        cur.execute("ROLLBACK TO SAVEPOINT bp_run")
+                        cur.execute("RELEASE SAVEPOINT bp_run")
+                except psycopg2.errors.InvalidSavepointSpecification:
+                    logger.warning("the caller's transaction ended during the protected run; "
+                                   "only what it had not committed can be rolled back")
+                    self.conn.rollback()
+                    return
         except psycopg2.Error as err:  # never let a failed rollback hide the original error
             logger.error("rollback failed too: %s", err)
             return
