@@ -264,3 +264,59 @@ def test_g3_ten_thousand_team_season_after_legacy_clear_keeps_100_percent_of_ids
             assert cur.fetchone()[0] > 0
     conn.rollback()
     _assert_sequences_ahead(conn)
+
+
+def test_g3_rekey_does_not_move_a_row_whose_id_once_meant_another_key(conn):
+    teams = [{"league_id": code, "club_name": "Lakeview", "series_name": "Series 1", "team_name": f"Lakeview {code}"}
+             for code in ("AAA", "BBB", "CCC")]
+    with BulletproofTeamPreservation(conn) as p:
+        p.preserve_teams_during_import(teams)
+    conn.commit()
+    leagues = ids_by_key(conn)["leagues"]
+    ccc = leagues[("CCC",)]
+    with conn.cursor() as cur:  # a user's context points at CCC, by id and without a foreign key
+        cur.execute("INSERT INTO users (email, league_context) VALUES ('ctx@example.org', %s)", (ccc,))
+    conn.commit()
+    with BulletproofTeamPreservation(conn, force=True) as p:
+        p.backup_user_data()
+        with conn.cursor() as cur:  # a clear, and a sequence set back: AAA comes back under CCC's id
+            cur.execute("SET LOCAL session_replication_role = replica")
+            cur.execute("DELETE FROM teams; DELETE FROM leagues")
+            cur.execute("SET LOCAL session_replication_role = DEFAULT")
+            cur.execute("SELECT setval(pg_get_serial_sequence('leagues', 'id'), %s, false)", (ccc,))
+            cur.execute("INSERT INTO leagues (league_id, league_name) VALUES ('AAA', 'AAA') RETURNING id")
+            assert cur.fetchone()[0] == ccc
+        p.preserve_teams_during_import(teams[:1])
+    conn.commit()
+    # the row is not renumbered to AAA's old id, and the user's CCC reference is not dragged along
+    assert ids_by_key(conn)["leagues"] == {("AAA",): ccc}
+    assert one_value(conn, "SELECT league_context FROM users WHERE email = 'ctx@example.org'") == ccc
+    assert p.report.parents["leagues"]["blocked"] == 1
+    assert p.report.parents["leagues"]["rekeyed"] == 0
+    conn.rollback()
+
+
+def test_g3_a_key_written_two_ways_keeps_the_id_of_each_row(db_dsn, conn, tmp_path):
+    # season 2 writes some club and series names two ways ("Park RIdge CC"): the legacy ETL
+    # stores each spelling as a row of its own, both with one natural key
+    s2 = season(tmp_path, n_teams=150, seed=5, number=2, churn=0.2)
+    legacy_run(db_dsn, s2)
+    etl = loaded_etl(s2, db_dsn)
+    with BulletproofTeamPreservation(conn) as p:  # the ledger learns both rows of each such key
+        p.preserve_teams_during_import(etl.extract_teams())
+    conn.commit()
+    with conn.cursor() as cur:
+        cur.execute("SELECT 'clubs', id, name FROM clubs UNION ALL SELECT 'series', id, name FROM series")
+        rows_before = sorted(cur.fetchall())
+    conn.rollback()
+    doubled = {e: sum(1 for ids in by_key.values() if len(ids) > 1) for e, by_key in all_ids_by_key(conn).items()}
+    assert doubled["clubs"] > 0, "the churn wrote some club two ways"
+
+    report = _protected_reimport(conn, etl)
+
+    with conn.cursor() as cur:
+        cur.execute("SELECT 'clubs', id, name FROM clubs UNION ALL SELECT 'series', id, name FROM series")
+        assert sorted(cur.fetchall()) == rows_before  # every spelling's row has its own old id
+    conn.rollback()
+    assert report.parents["clubs"]["blocked"] == 0
+    assert report.parents["clubs"]["rekeyed"] == sum(1 for r in rows_before if r[0] == "clubs")

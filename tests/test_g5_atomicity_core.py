@@ -45,7 +45,7 @@ def _fault(monkeypatch, stage: str) -> None:
         monkeypatch.setattr(team_upsert, "_stage", _after(team_upsert, "_stage"))
     elif stage == "rekey":  # leagues and clubs renumbered, series not yet
         monkeypatch.setattr(team_upsert, "rekey_entity",
-                            _after(team_upsert, "rekey_entity", when=lambda c, cfg, entity, cur: entity == "clubs"))
+                            _after(team_upsert, "rekey_entity", when=lambda c, cfg, entity, cur, **kw: entity == "clubs"))
     elif stage == "upsert":
         monkeypatch.setattr(team_upsert, "write_staged", _after(team_upsert, "write_staged"))
     elif stage == "ledger":

@@ -11,11 +11,14 @@ the parent and its children agree again.
 The id chosen for a key is the one the ledger saw last (``last_run``, then the highest id).
 A row that already has that id is left alone, so rows present at the run's snapshot (which
 the snapshot recorded in the ledger for this run) never move. An id that another row holds
-is not taken; such keys are reported as ``blocked``.
+is not taken, and a row whose own id the ledger knows under another key (ids handed out
+twice after a sequence was set back) does not move either; such keys are reported as
+``blocked``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import asdict, dataclass, field
 
@@ -23,7 +26,7 @@ from psycopg2 import sql
 
 from .catalog import referencing_columns
 from .config import PreservationConfig
-from .snapshot import _copy_rows, state
+from .snapshot import state
 
 logger = logging.getLogger(__name__)
 
@@ -48,46 +51,67 @@ class RekeyResult:
         return out
 
 
-def _stage_current(cur, current: dict) -> None:
-    cur.execute("DROP TABLE IF EXISTS _bp_rekey_cur")
-    cur.execute("CREATE TEMP TABLE _bp_rekey_cur (id bigint PRIMARY KEY, key text[]) ON COMMIT DROP")
-    _copy_rows(cur, sql.Identifier("_bp_rekey_cur"), ("id", "key"),
-               ((i, list(k)) for i, k in current.items() if k is not None))
-    cur.execute("ANALYZE _bp_rekey_cur")
+_PLAN = """
+WITH c AS (
+    SELECT x.id, ARRAY(SELECT jsonb_array_elements_text(x.k)) AS key
+    FROM jsonb_to_recordset(%(current)s::jsonb) AS x(id bigint, k jsonb))
+SELECT c.id, best.id, c.key,
+    -- taken: another row holds the id; or the row's own id once meant another key (a sequence
+    -- set back by hand): references to that id are ambiguous, so the row does not move
+    EXISTS (SELECT 1 FROM {tbl} t WHERE t.id = best.id)
+    OR EXISTS (SELECT 1 FROM {ledger} o WHERE o.entity = %(entity)s AND o.id = c.id
+               AND o.key IS DISTINCT FROM c.key)
+FROM c
+JOIN {tbl} cur ON cur.id = c.id
+-- the id seen last; among ids seen in the same run, the one that had this row's very spelling
+-- (a key written two ways is two rows, and each gets its own id back)
+JOIN LATERAL (SELECT l.id, l.last_run FROM {ledger} l WHERE l.entity = %(entity)s AND l.key = c.key
+              ORDER BY l.last_run DESC NULLS LAST, (l.row->>{name_text}) IS NOT DISTINCT FROM cur.{name}::text DESC,
+                       l.id DESC LIMIT 1) best ON true
+LEFT JOIN {ledger} own ON own.entity = %(entity)s AND own.id = c.id
+WHERE best.id <> c.id
+  -- two rows of one key seen side by side in the latest run ("Lakeview", "LAKEVIEW"): both stay
+  AND NOT (own.key IS NOT DISTINCT FROM c.key AND own.last_run IS NOT DISTINCT FROM best.last_run)
+ORDER BY c.id
+"""
 
 
-def _plan(cur, config: PreservationConfig, entity: str) -> tuple:
-    """``(moves, blocked)``: moves is [(current id, ledger id)], one per ledger id."""
-    cur.execute("DROP TABLE IF EXISTS _bp_rekey_map")
+_NAME_COLUMN = {
+    "leagues": lambda c: c.league_code,
+    "clubs": lambda c: c.club_name,
+    "series": lambda c: c.series_name,
+    "teams": lambda c: c.team_name,
+}
+
+
+def _plan(cur, config: PreservationConfig, entity: str, current: dict) -> tuple:
+    """``(moves, blocked)`` in one statement: moves is [(current id, ledger id)], one per ledger id."""
+    payload = json.dumps([{"id": i, "k": list(k)} for i, k in current.items() if k is not None])
+    name = _NAME_COLUMN[entity](config)
     cur.execute(
-        sql.SQL(
-            "CREATE TEMP TABLE _bp_rekey_map ON COMMIT DROP AS "
-            "SELECT c.id AS new_id, best.id AS old_id, c.key, "
-            " EXISTS (SELECT 1 FROM {tbl} t WHERE t.id = best.id) AS taken "
-            "FROM _bp_rekey_cur c "
-            "JOIN LATERAL (SELECT l.id FROM {ledger} l WHERE l.entity = %s AND l.key = c.key "
-            "  ORDER BY l.last_run DESC NULLS LAST, l.id DESC LIMIT 1) best ON true "
-            "WHERE best.id <> c.id"
-        ).format(tbl=sql.Identifier(config.schema, config.table(entity)), ledger=state(config, "ledger")),
-        (entity,),
+        sql.SQL(_PLAN).format(tbl=sql.Identifier(config.schema, config.table(entity)),
+                              ledger=state(config, "ledger"), name=sql.Identifier(name),
+                              name_text=sql.Literal(name)),
+        {"current": payload, "entity": entity},
     )
-    # two rows with one key (say "Lakeview" and "LAKEVIEW") want one id: the lowest id wins
-    cur.execute(
-        "SELECT new_id, old_id, key, taken, "
-        " row_number() OVER (PARTITION BY old_id ORDER BY new_id) > 1 AS loser "
-        "FROM _bp_rekey_map ORDER BY new_id"
-    )
-    moves, blocked = [], []
-    for new_id, old_id, key, taken, loser in cur.fetchall():
-        if taken or loser:
+    moves, blocked, claimed = [], [], set()
+    for new_id, old_id, key, taken in cur.fetchall():
+        # two new rows with one key want one id: the lowest id wins (rows come ordered by id)
+        if taken or old_id in claimed:
             blocked.append({"id": new_id, "ledger_id": old_id, "key": list(key)})
         else:
+            claimed.add(old_id)
             moves.append((new_id, old_id))
-    if moves:
-        cur.execute("DELETE FROM _bp_rekey_map WHERE NOT (new_id = ANY(%s))", ([m[0] for m in moves],))
-        cur.execute("CREATE UNIQUE INDEX ON _bp_rekey_map (new_id)")
-        cur.execute("ANALYZE _bp_rekey_map")
     return moves, blocked
+
+
+def _stage_moves(cur, moves: list) -> None:
+    cur.execute("DROP TABLE IF EXISTS _bp_rekey_map")
+    cur.execute("CREATE TEMP TABLE _bp_rekey_map ON COMMIT DROP AS "
+                "SELECT * FROM unnest(%s::bigint[], %s::bigint[]) AS m(new_id, old_id)",
+                ([m[0] for m in moves], [m[1] for m in moves]))
+    cur.execute("CREATE UNIQUE INDEX ON _bp_rekey_map (new_id)")
+    cur.execute("ANALYZE _bp_rekey_map")
 
 
 def rekey_statement(config: PreservationConfig, entity: str, columns: list) -> tuple:
@@ -133,31 +157,35 @@ def rekey_statement(config: PreservationConfig, entity: str, columns: list) -> t
     return statement, labels
 
 
-def rekey_entity(conn, config: PreservationConfig, entity: str, current: dict) -> RekeyResult:
+def rekey_entity(conn, config: PreservationConfig, entity: str, current: dict, *,
+                 ledger_known: bool = False) -> RekeyResult:
     """Renumber rows of ``entity`` back to their ledger ids; ``current`` ({id: key}) is updated.
 
-    Writes nothing when every row already has its ledger id (the repeated import).
+    Writes nothing when every row already has its ledger id (the repeated import), and then
+    sends one statement (two unless ``ledger_known`` says the state schema exists).
     """
     result = RekeyResult(entity)
     if not any(k is not None for k in current.values()):
         return result
     with conn.cursor() as cur:
-        cur.execute("SELECT to_regclass(%s)", (".".join(
-            '"' + p.replace('"', '""') + '"' for p in (config.state_schema, "ledger")),))
-        if cur.fetchone()[0] is None:
-            return result  # no ledger yet: nothing was ever seen
-        _stage_current(cur, current)
+        if not ledger_known:
+            cur.execute("SELECT to_regclass(%s)", (".".join(
+                '"' + p.replace('"', '""') + '"' for p in (config.state_schema, "ledger")),))
+            if cur.fetchone()[0] is None:
+                return result  # no ledger yet: nothing was ever seen
         columns = None
         for _ in range(MAX_PASSES):
-            moves, blocked = _plan(cur, config, entity)
+            moves, blocked = _plan(cur, config, entity, current)
             result.blocked = blocked
             if not moves:
                 break
             if columns is None:
                 columns = referencing_columns(conn, config, entity)
+            _stage_moves(cur, moves)
             statement, labels = rekey_statement(config, entity, columns)
             cur.execute(statement)
             counts = cur.fetchone()
+            cur.execute("DROP TABLE _bp_rekey_map")
             if counts[0] != len(moves):  # the plan said these rows exist; anything else is a bug
                 raise RuntimeError(f"re-keying {entity}: planned {len(moves)} rows, moved {counts[0]}")
             result.passes += 1
@@ -168,9 +196,6 @@ def rekey_entity(conn, config: PreservationConfig, entity: str, current: dict) -
             for new_id, old_id in moves:
                 result.moved[new_id] = old_id
                 current[old_id] = current.pop(new_id)
-            cur.execute("UPDATE _bp_rekey_cur c SET id = m.old_id FROM _bp_rekey_map m WHERE c.id = m.new_id")
-        cur.execute("DROP TABLE IF EXISTS _bp_rekey_map")
-        cur.execute("DROP TABLE _bp_rekey_cur")
     if result.rekeyed:
         logger.info("re-keyed %d %s rows back to their ledger ids (%d passes)",
                     result.rekeyed, entity, result.passes)

@@ -52,7 +52,7 @@ def ensure_parents(conn, config: PreservationConfig, records: list, current: dic
     results = {}
     wanted = _wanted(config, records)
     for entity in PARENTS:
-        rekey = rekey_entity(conn, config, entity, current[entity])
+        rekey = rekey_entity(conn, config, entity, current[entity], ledger_known=True)
         known = {k for k in current[entity].values() if k is not None}
         missing = [rec for key, rec in wanted[entity].items() if key not in known]
         result = (upsert_entities(conn, config, entity, missing, current[entity]) if missing
@@ -131,7 +131,7 @@ def upsert_teams(conn, config: PreservationConfig, records: list, *, league: str
     ensure_state_schema(conn, config)
     current = current_keys(conn, config)
     parent_results = ensure_parents(conn, config, records, current)
-    rekey = rekey_entity(conn, config, "teams", current["teams"])
+    rekey = rekey_entity(conn, config, "teams", current["teams"], ledger_known=True)
     parents = {e: _ids_by_key(current[e]) for e in PARENTS}
     result = UpsertResult("teams", read=len(records))
     result.rekeyed, result.blocked = rekey.rekeyed, len(rekey.blocked)
@@ -143,7 +143,7 @@ def upsert_teams(conn, config: PreservationConfig, records: list, *, league: str
         write_staged(cur, team_write(config), result)
         result.retired_ids = _retire(cur, config, league)
         result.retired = len(result.retired_ids)
-        keep_sequence_ahead(cur, config, "teams")
+        keep_sequence_ahead(cur, config, "teams", ledger=True)
     if result.duplicates:
         logger.warning("%d duplicate team records ignored (the first record of each key wins)",
                        len(result.duplicates))

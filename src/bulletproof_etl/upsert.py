@@ -22,7 +22,7 @@ from psycopg2 import sql
 from .config import PreservationConfig
 from .errors import InvalidInput
 from .failures import must_abort
-from .snapshot import _copy_rows, state
+from .snapshot import _copy_rows, ensure_state_schema, state
 
 logger = logging.getLogger(__name__)
 
@@ -156,7 +156,7 @@ def _mark_known(cur, config, entity: str) -> None:
 
 def _new_ids(cur, config, entity: str) -> None:
     # first past every id the ledger knows: a new key must never take a retired key's id
-    keep_sequence_ahead(cur, config, entity)
+    keep_sequence_ahead(cur, config, entity, ledger=True)
     cur.execute(
         "UPDATE _bp_stage SET id = nextval(pg_get_serial_sequence(%s, 'id')) WHERE id IS NULL",
         (_relname(config, entity),),
@@ -168,11 +168,16 @@ def _relname(config: PreservationConfig, entity: str) -> str:
     return ".".join('"' + p.replace('"', '""') + '"' for p in (config.schema, config.table(entity)))
 
 
-def keep_sequence_ahead(cur, config: PreservationConfig, entity: str) -> None:
-    """Move the id sequence past every id in the table and every id the ledger has seen."""
-    cur.execute("SELECT to_regclass(%s)", (".".join(
-        '"' + p.replace('"', '""') + '"' for p in (config.state_schema, "ledger")),))
-    has_ledger = cur.fetchone()[0] is not None
+def keep_sequence_ahead(cur, config: PreservationConfig, entity: str, *, ledger: bool | None = None) -> None:
+    """Move the id sequence past every id in the table and every id the ledger has seen.
+
+    ``ledger`` says whether the state schema exists (None: look it up).
+    """
+    has_ledger = ledger
+    if has_ledger is None:
+        cur.execute("SELECT to_regclass(%s)", (".".join(
+            '"' + p.replace('"', '""') + '"' for p in (config.state_schema, "ledger")),))
+        has_ledger = cur.fetchone()[0] is not None
     ledger_max = (sql.SQL("(SELECT max(id) FROM {} WHERE entity = %(entity)s)").format(state(config, "ledger"))
                   if has_ledger else sql.SQL("NULL::bigint"))
     cur.execute(
@@ -337,6 +342,7 @@ def upsert_entities(conn, config: PreservationConfig, entity: str, records: list
         if value is None or not str(value).strip():
             raise InvalidInput(f"{entity}: the key {key_column!r} is missing", record=ord_,
                                field=key_column, stage="upsert")
+    ensure_state_schema(conn, config)  # the ledger is read below
     by_key = _ids_by_key(current)
     seen: dict = {}
     rows = []
@@ -353,7 +359,7 @@ def upsert_entities(conn, config: PreservationConfig, entity: str, records: list
         _stage(cur, (key_column, *data), rows)
         resolve_ids(cur, config, entity)
         write_staged(cur, write, result)
-        keep_sequence_ahead(cur, config, entity)
+        keep_sequence_ahead(cur, config, entity, ledger=True)
     return result
 
 
