@@ -257,6 +257,10 @@ def snapshot_user_rows(conn, config: PreservationConfig, run_id: int, catalog: C
                 params,
             )
             counts[table] = cur.rowcount
+        # The run's rows are new to the planner: without statistics for this run id every
+        # later query of the run (restore, health) expects one row and nests loops over
+        # thousands. Sampling the two filter columns keeps those plans linear.
+        cur.execute(sql.SQL("ANALYZE {} (run_id, table_name)").format(state(config, "snap_rows")))
     _add_counts(conn, config, run_id, "rows", counts)
     return counts
 
