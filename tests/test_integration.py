@@ -456,3 +456,40 @@ def test_g5_repair_after_a_failed_run_has_nothing_to_do_and_says_so(db_dsn, conn
     assert result.nothing_to_do
     assert "nothing to repair" in result.message() and "'failed'" in result.message()
     assert table_checksums(conn) == before
+
+
+def test_g5_the_etl_commits_wait_for_the_end_of_the_run(db_dsn, conn, seasons):
+    """Inside a protected run the ETL's commit(), ``with conn:`` and close() change nothing
+    another connection can see; switching autocommit on is refused."""
+    _season_one(db_dsn, conn, seasons)
+    stats_before = count_rows(conn, "series_stats")
+    seen = {}
+
+    class Peeking(ComprehensiveETL):
+        def import_series_stats(self, conn):
+            with conn:  # psycopg2 commits here on a clean exit
+                written = super().import_series_stats(conn)
+            conn.commit()
+            conn.autocommit = False  # already off: accepted
+            with pytest.raises(BulletproofError, match="autocommit"):
+                conn.autocommit = True
+            outside = psycopg2.connect(self.dsn)
+            try:
+                seen["outside"] = count_rows(outside, "series_stats")
+            finally:
+                outside.close()
+            seen["written"] = written
+            return written
+
+    etl = create_bulletproof_etl_wrapper(Peeking)(seasons[1], db_dsn)
+    assert etl.run() is True
+    assert seen["outside"] == stats_before  # the run's rows were invisible until its one commit
+    assert count_rows(conn, "series_stats") == seen["written"] != stats_before
+
+
+def count_rows(connection, table: str) -> int:
+    with connection.cursor() as cur:
+        cur.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table)))
+        n = cur.fetchone()[0]
+    connection.rollback()
+    return n

@@ -66,9 +66,11 @@ class DeferredConnection:
         return getattr(self._real, name)
 
     def __setattr__(self, name, value) -> None:
-        if name == "autocommit" and value:
-            raise BulletproofError("autocommit cannot be switched on inside a protected run: "
-                                   "the run is one transaction", stage="etl")
+        if name == "autocommit":
+            if value:
+                raise BulletproofError("autocommit cannot be switched on inside a protected run: "
+                                       "the run is one transaction", stage="etl")
+            return  # already off: the run's transaction is open
         setattr(self._real, name, value)
 
     def __repr__(self) -> str:
