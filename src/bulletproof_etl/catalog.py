@@ -239,7 +239,11 @@ def _regclass(schema: str, table: str) -> str:
 
 
 def current_keys(conn, config: PreservationConfig) -> dict:
-    """For each entity: ``{id: key}`` of the rows in the database now (keys canonicalised)."""
+    """For each entity: ``{id: key}`` of the rows in the database now (keys canonicalised).
+
+    Each league, club and series name is canonicalised once, not once per team: a team's key
+    is put together from its parents' (unless a configuration overrides how keys are made).
+    """
     t = {e: sql.Identifier(config.schema, config.table(e)) for e in ENTITIES}
     out: dict = {e: {} for e in ENTITIES}
     with conn.cursor() as cur:
@@ -260,12 +264,33 @@ def current_keys(conn, config: PreservationConfig) -> dict:
                 sql.Identifier(config.team_series), t["teams"],
             )
         )
+        team_key = _team_key_maker(config, codes, clubs, series, out["clubs"])
         for id_, league_id, club_id, series_id in cur.fetchall():
             if league_id in codes and club_id in clubs and series_id in series:
-                out["teams"][id_] = config.team_key(codes[league_id], clubs[club_id], series[series_id])
+                out["teams"][id_] = team_key(league_id, club_id, series_id)
             else:  # a team whose parent is gone has no key; health reports it
                 out["teams"][id_] = None
     return out
+
+
+def _team_key_maker(config: PreservationConfig, codes: dict, clubs: dict, series: dict, club_keys: dict):
+    """``(league id, club id, series id) -> team key``, reusing each parent's canonical form."""
+    if (type(config).team_key is not PreservationConfig.team_key
+            or type(config).entity_key is not PreservationConfig.entity_key):
+        return lambda lg, cl, se: config.team_key(codes[lg], clubs[cl], series[se])
+    code_of: dict = {}
+    series_of: dict = {}
+
+    def key(league_id, club_id, series_id) -> tuple:
+        code = code_of.get(league_id)
+        if code is None:
+            code = code_of[league_id] = canonical_code(codes[league_id])
+        canon = series_of.get((league_id, series_id))
+        if canon is None:
+            canon = series_of[(league_id, series_id)] = config.series_canonicaliser(code, series[series_id])
+        return (code, club_keys[club_id][0], canon)
+
+    return key
 
 
 def league_code_of(key: tuple) -> str:

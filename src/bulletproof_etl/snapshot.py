@@ -153,9 +153,13 @@ def _copy_rows(cur, target: sql.Composed, columns, rows) -> None:
 def _copy_value(value) -> str:
     if value is None:
         return "\\N"
+    if type(value) is int:
+        return str(value)
     if isinstance(value, (list, tuple)):
         value = "{" + ",".join('"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"' for v in value) + "}"
     text = str(value)
+    if "\\" not in text and text.isprintable():  # nothing to escape: most values, most of the time
+        return text
     return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
 
 
