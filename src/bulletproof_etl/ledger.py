@@ -10,7 +10,13 @@ from .snapshot import _copy_rows, record_ledger
 
 
 def ledger_add(conn, config: PreservationConfig, run_id: int) -> int:
-    """Record every current entity id the ledger does not know yet; returns how many."""
+    """Record every current entity id the ledger does not know yet; returns how many.
+
+    One probe first: after an import that created nothing (the usual repeat) no id is new,
+    and the keys of every row need not be computed and copied at all.
+    """
+    if not _unseen_ids(conn, config):
+        return 0
     keys = current_keys(conn, config)
     with conn.cursor() as cur:
         cur.execute("DROP TABLE IF EXISTS _bp_newkeys")
@@ -31,3 +37,17 @@ def ledger_add(conn, config: PreservationConfig, run_id: int) -> int:
             added += cur.rowcount
         cur.execute("DROP TABLE _bp_newkeys")
     return added
+
+
+def _unseen_ids(conn, config: PreservationConfig) -> bool:
+    """True if some entity row has an id the ledger has never recorded."""
+    probes = [
+        sql.SQL("EXISTS (SELECT 1 FROM {tbl} t WHERE NOT EXISTS (SELECT 1 FROM {ledger} l "
+                "WHERE l.entity = {ent} AND l.id = t.id))").format(
+            tbl=sql.Identifier(config.schema, config.table(entity)),
+            ledger=sql.Identifier(config.state_schema, "ledger"), ent=sql.Literal(entity))
+        for entity in ENTITIES
+    ]
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("SELECT {}").format(sql.SQL(" OR ").join(probes)))
+        return bool(cur.fetchone()[0])

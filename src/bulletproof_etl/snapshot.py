@@ -164,31 +164,29 @@ def _copy_value(value) -> str:
 
 
 def snapshot_entities(conn, config: PreservationConfig, run_id: int, keys: dict) -> dict:
-    """Copy every entity row with its key into ``snap_entities``; add new ids to the ledger."""
+    """Copy every entity row with its key into ``snap_entities``; add new ids to the ledger.
+
+    The keys are staged first, so each row is written once, already with its key.
+    """
     counts = {}
     with conn.cursor() as cur:
-        for entity in ENTITIES:
-            cur.execute(
-                sql.SQL(
-                    "INSERT INTO {snap} (run_id, entity, id, key, row) "
-                    "SELECT %s, %s, t.id, NULL, to_jsonb(t) FROM {tbl} t"
-                ).format(snap=state(config, "snap_entities"),
-                         tbl=sql.Identifier(config.schema, config.table(entity))),
-                (run_id, entity),
-            )
-            counts[entity] = cur.rowcount
         cur.execute("CREATE TEMP TABLE _bp_keys (entity text, id bigint, key text[]) ON COMMIT DROP")
         _copy_rows(
             cur, sql.Identifier("_bp_keys"), ("entity", "id", "key"),
             ((e, i, list(k) if k else None) for e in ENTITIES for i, k in keys[e].items()),
         )
-        cur.execute(
-            sql.SQL(
-                "UPDATE {snap} s SET key = k.key FROM _bp_keys k "
-                "WHERE s.run_id = %s AND s.entity = k.entity AND s.id = k.id"
-            ).format(snap=state(config, "snap_entities")),
-            (run_id,),
-        )
+        cur.execute("ANALYZE _bp_keys")
+        for entity in ENTITIES:
+            cur.execute(
+                sql.SQL(
+                    "INSERT INTO {snap} (run_id, entity, id, key, row) "
+                    "SELECT %s, %s, t.id, k.key, to_jsonb(t) FROM {tbl} t "
+                    "LEFT JOIN _bp_keys k ON k.entity = %s AND k.id = t.id"
+                ).format(snap=state(config, "snap_entities"),
+                         tbl=sql.Identifier(config.schema, config.table(entity))),
+                (run_id, entity, entity),
+            )
+            counts[entity] = cur.rowcount
         record_ledger(cur, config, run_id, source=sql.SQL(
             "SELECT k.entity, k.id, k.key, s.row FROM _bp_keys k JOIN {snap} s "
             "ON s.run_id = %(run)s AND s.entity = k.entity AND s.id = k.id WHERE k.key IS NOT NULL"
