@@ -155,3 +155,20 @@ def test_a_second_validation_finds_nothing_left(season, conn):
     conn.commit()
     assert first.problems == 3 and first.ok
     assert second.problems == 0 and second.repaired == [] and second.ok
+
+
+def test_pending_foreign_key_is_validated_by_the_restore_once_the_orphan_is_gone(season, conn):
+    with conn.cursor() as cur:
+        cur.execute("ALTER TABLE teams DROP CONSTRAINT teams_club_id_fkey")
+        cur.execute("UPDATE teams SET club_id = 9999 WHERE id = 3")
+    conn.commit()
+    with BulletproofTeamPreservation(conn) as p:
+        report = p.validate_constraints()
+        assert report.pending_validation == ["bp_fk_teams_club_id"]
+        p.backup_user_data()
+        with conn.cursor() as cur:  # the import brings the club back (here: by hand)
+            cur.execute("INSERT INTO clubs (id, name) VALUES (9999, 'Found again')")
+        restored = p.restore_user_data()
+    conn.commit()
+    assert restored.validated_constraints == ["bp_fk_teams_club_id"]
+    assert _has_constraint(conn, "bp_fk_teams_club_id") is True

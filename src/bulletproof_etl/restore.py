@@ -28,6 +28,8 @@ from psycopg2 import sql
 from . import rowmatch, strategies
 from .catalog import Catalog, current_keys
 from .config import PreservationConfig
+from .constraints import validate_pending
+from .errors import BulletproofError
 from .resurrect import resurrect
 from .snapshot import _copy_rows, pk_json, state
 
@@ -70,6 +72,7 @@ class RestoreReport:
     mapped_ids: dict = field(default_factory=dict)  # entity -> strategy -> distinct old ids mapped
     resurrected: dict = field(default_factory=dict)  # entity -> ids kept alive
     unresolved: dict = field(default_factory=dict)  # entity -> ids no strategy maps (placeholder or NULL)
+    validated_constraints: list = field(default_factory=list)  # NOT VALID foreign keys validated afterwards
 
     def total(self, what: str) -> int:
         if what == "remapped":
@@ -91,6 +94,7 @@ class RestoreReport:
             "mapped_ids": self.mapped_ids,
             "resurrected": {k: sorted(v) for k, v in self.resurrected.items()},
             "unresolved": {k: sorted(v) for k, v in self.unresolved.items()},
+            "validated_constraints": self.validated_constraints,
             "rows": {w: self.total(w) for w in ("rows_before", "rows_after", "kept")},
             "remapped_by_strategy": self.remapped_by_strategy(),
             "totals": {w: self.total(w) for w in ("remapped", "reinserted", "quarantined", "nulled",
@@ -247,6 +251,9 @@ def restore(conn, config: PreservationConfig, catalog: Catalog, run_id, *, creat
     found from the ledger now.
     """
     del created
+    if run_id is None:
+        raise BulletproofError("a restore records what it does under a run id: take a snapshot first "
+                               "(backup_user_data)", stage="restore")
     report = RestoreReport(run_id=run_id)
     keys = current_keys(conn, config)
     with conn.cursor() as cur:
@@ -268,6 +275,8 @@ def restore(conn, config: PreservationConfig, catalog: Catalog, run_id, *, creat
         from .apply import apply_restore
 
         apply_restore(cur, config, catalog, run_id, unresolved, report)
+    # foreign keys added NOT VALID by validate_constraints are validated once orphans are fixed
+    report.validated_constraints = validate_pending(conn, config)
     logger.info("restore of run %s: %s", run_id, report.to_dict()["totals"])
     return report
 
