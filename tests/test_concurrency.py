@@ -373,6 +373,8 @@ def test_g7_no_deadlock_in_20_imports_with_writers(small):
             deadlocks += sum("DeadlockDetected" in e for w in writers for e in w.errors)
             assert ok is True, f"import {rep} failed: {report.error}"
         assert deadlocks == 0
+        print(f"\n20 imports: {sum(len(w.written) for w in all_writers)} writes, "
+              f"{sum(1 for w in all_writers for *_r, d in w.written if d)} while an import ran, 0 deadlocks")
         assert [e for w in all_writers for e in w.errors] == []
         assert results == [True] * 20
         counts = _check_writes(dsn, all_writers, keys_before)

@@ -35,6 +35,7 @@ from bulletproof_etl import (
     MissingPrivilege,
     PreservationConfig,
 )
+from bulletproof_etl.integration import create_bulletproof_etl_wrapper
 from rally_etl import ComprehensiveETL
 from reliability_support import (
     changed_tables,
@@ -43,7 +44,7 @@ from reliability_support import (
     template_database,
     write_seasons,
 )
-from support import user_ref_keys, user_row_counts
+from support import team_keys, user_ref_keys, user_row_counts
 
 ROOT = Path(__file__).resolve().parents[1]
 N_TEAMS = 40
@@ -468,6 +469,25 @@ def test_security_a_non_superuser_owner_runs_the_import_and_owns_the_closed_stat
                 "has_table_privilege('public', 'bulletproof.snap_rows', 'SELECT')"
             )
             assert cur.fetchone() == (False, False)
+        conn.close()
+
+
+def test_security_a_non_superuser_runs_the_wrapped_etl(seeded, tmp_path):
+    """The legacy clear needs a superuser (session_replication_role); a protected run does not."""
+    template, _teams = seeded
+    seasons = write_seasons(tmp_path, N_TEAMS)
+    wrapped = create_bulletproof_etl_wrapper(ComprehensiveETL)
+    with login_role(clone(template)) as (_role, dsn, _admin):
+        conn = psycopg2.connect(dsn)
+        rows_before, keys_before = user_row_counts(conn), team_keys(conn)
+        conn.close()
+        assert ComprehensiveETL(seasons[1], dsn).run() is False  # unprotected: refused at its clear
+        etl = wrapped(seasons[1], dsn)
+        assert etl.run() is True, etl.bulletproof_report.error
+        conn = psycopg2.connect(dsn)
+        assert user_row_counts(conn) == rows_before
+        keys_after = team_keys(conn)
+        assert {i: keys_after.get(i) for i in keys_before} == keys_before
         conn.close()
 
 
