@@ -112,9 +112,10 @@ _STEPS: tuple[tuple[str | None, str], ...] = (
         "poll_responses",
         """
         INSERT INTO poll_responses (poll_id, choice_id, player_id)
-        SELECT a.poll_id, (SELECT min(c.id) FROM poll_choices c WHERE c.poll_id = a.poll_id),
-               a.user_id
-        FROM {u} a ORDER BY a.unit""",
+        SELECT a.poll_id, c.first_choice, a.user_id
+        FROM {u} a LEFT JOIN (SELECT poll_id, min(id) AS first_choice FROM poll_choices
+                              GROUP BY poll_id) c ON c.poll_id = a.poll_id
+        ORDER BY a.unit""",
     ),
     (
         "captain_messages",
