@@ -1,7 +1,7 @@
-"""Putting id sequences back after a dry run.
+"""Putting id sequences back after a rollback (a dry run, or a run that failed).
 
 A rolled-back transaction undoes every row but not ``nextval()``: sequences are outside
-transactions. A dry run would therefore still move the id sequences of the tables the
+transactions. A rolled-back run would therefore still move the id sequences of the tables the
 import writes (entities, ETL-owned tables, the state schema's run log). They are read at
 the start and set back at the end, under the advisory lock, and only where no row holds
 an id beyond the value read (so nobody's id can be handed out twice). User tables'
@@ -19,12 +19,6 @@ from .config import ENTITIES, PreservationConfig
 logger = logging.getLogger(__name__)
 
 
-def _quoted(schema: str, table: str) -> str:
-    def q(name: str) -> str:
-        return '"' + name.replace('"', '""') + '"'
-    return f"{q(schema)}.{q(table)}"
-
-
 def owned_tables(config: PreservationConfig) -> list:
     """``[(schema, table)]`` whose sequences a dry run may move."""
     tables = [(config.schema, config.table(e)) for e in ENTITIES]
@@ -33,49 +27,45 @@ def owned_tables(config: PreservationConfig) -> list:
     return tables
 
 
-def _state(cur, seq: str) -> tuple:
-    """``(last value, is_called)`` of a sequence, read without writing it."""
-    cur.execute("SELECT s.seqstart, pg_sequence_last_value(s.seqrelid) FROM pg_sequence s "
-                "WHERE s.seqrelid = %s::regclass", (seq,))
-    start, last = cur.fetchone()
-    return (start, False) if last is None else (last, True)
-
-
 _OWNED = """
-SELECT d.objid::regclass::text, a.attname
-FROM pg_depend d
+SELECT t.schema_name, t.table_name, a.attname, s.oid::regclass::text, q.seqstart,
+       pg_sequence_last_value(s.oid)
+FROM unnest(%s::text[], %s::text[]) AS t(schema_name, table_name)
+JOIN pg_namespace n ON n.nspname = t.schema_name
+JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = t.table_name
+JOIN pg_depend d ON d.refobjid = c.oid AND d.refclassid = 'pg_class'::regclass
+     AND d.classid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')
 JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
-JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
-WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
-  AND d.refobjid = %s::regclass AND d.deptype IN ('a', 'i')
-ORDER BY 1
+JOIN pg_sequence q ON q.seqrelid = s.oid
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = d.refobjsubid
+ORDER BY 1, 2, 3
 """
 
 
 def capture(conn, config: PreservationConfig) -> list:
-    """``[(schema, table, column, sequence, last_value, is_called)]`` for the tables a run writes."""
-    out = []
+    """``[(schema, table, column, sequence, last_value, is_called)]`` for the tables a run writes.
+
+    One statement, whatever the number of tables (a run should not pay per table for this).
+    """
+    tables = owned_tables(config)
     with conn.cursor() as cur:
-        for schema, table in owned_tables(config):
-            cur.execute("SELECT to_regclass(%s)", (_quoted(schema, table),))
-            if cur.fetchone()[0] is None:
-                continue
-            cur.execute(_OWNED, (_quoted(schema, table),))
-            for seq, column in cur.fetchall():
-                last, called = _state(cur, seq)
-                out.append((schema, table, column, seq, last, called))
-    return out
+        cur.execute(_OWNED, ([t[0] for t in tables], [t[1] for t in tables]))
+        return [(schema, table, column, seq, start if last is None else last, last is not None)
+                for schema, table, column, seq, start, last in cur.fetchall()]
 
 
 def reset(conn, captured: list) -> int:
     """Set each captured sequence back where no row uses a later value; returns how many moved back."""
+    if not captured:
+        return 0
     moved = 0
     with conn.cursor() as cur:
+        cur.execute(
+            "SELECT x.seq, q.seqstart, pg_sequence_last_value(q.seqrelid) FROM unnest(%s::text[]) AS x(seq) "
+            "JOIN pg_sequence q ON q.seqrelid = to_regclass(x.seq)", ([c[3] for c in captured],))
+        now = {seq: (start if last is None else last, last is not None) for seq, start, last in cur.fetchall()}
         for schema, table, column, seq, last, called in captured:
-            cur.execute("SELECT to_regclass(%s)", (seq,))
-            if cur.fetchone()[0] is None:  # created inside the run and rolled back with it
-                continue
-            if _state(cur, seq) == (last, called):
+            if seq not in now or now[seq] == (last, called):  # gone with the rollback, or unmoved
                 continue
             cur.execute(sql.SQL("SELECT coalesce(max({}), 0) FROM {}").format(
                 sql.Identifier(column), sql.Identifier(schema, table)))
