@@ -272,6 +272,10 @@ def test_repair_dry_run_changes_nothing_and_repair_fixes_without_deleting(db_dsn
     assert main(["repair", "--dry-run", "--dsn", db_dsn]) in (0, 1)
     assert "DRY RUN" in capsys.readouterr().out
     assert table_checksums(conn, STATE) == before
+    assert main(["repair", "--from-snapshot", "latest", "--dry-run", "--dsn", db_dsn]) in (0, 1)
+    out = capsys.readouterr().out
+    assert "DRY RUN (rolled back): brought back run 1" in out and "re-inserted" in out
+    assert table_checksums(conn, STATE) == before
     assert main(["repair", "--dsn", db_dsn]) in (0, 1)
     assert "repair committed" in capsys.readouterr().out
     assert [r for r, v in user_ref_keys(conn).items() if v == "ORPHAN"] == []

@@ -493,3 +493,19 @@ def count_rows(connection, table: str) -> int:
         n = cur.fetchone()[0]
     connection.rollback()
     return n
+
+
+def test_g2_emergency_repair_on_the_callers_connection_leaves_the_commit_to_the_caller(db_dsn, conn, seasons,
+                                                                                      patched_reference):
+    _season_one(db_dsn, conn, seasons)
+    assert ComprehensiveETL(seasons[1], db_dsn).run()
+    unpatch_etl_class(ComprehensiveETL)
+    assert ComprehensiveETL(seasons[1], db_dsn).run()
+    orphans = sum(1 for v in user_ref_keys(conn).values() if v == "ORPHAN")
+    before, after = emergency_repair_orphans(conn)
+    assert before.user_orphans == orphans and after.user_orphans == 0
+    conn.rollback()  # the caller changes its mind: nothing was committed
+    assert sum(1 for v in user_ref_keys(conn).values() if v == "ORPHAN") == orphans
+    emergency_repair_orphans(conn)
+    conn.commit()
+    assert sum(1 for v in user_ref_keys(conn).values() if v == "ORPHAN") == 0

@@ -81,8 +81,8 @@ class SnapshotRepairReport:
         if self.nothing_to_do:
             why = ""
             if self.run_outcome and not self.run_outcome.startswith("committed"):
-                why = (f" (run {self.run_id} ended {self.run_outcome!r}: a protected run that fails or is "
-                       "killed commits nothing, so there is nothing to undo)")
+                why = (f" (run {self.run_id} is recorded as {self.run_outcome!r}: a protected run that fails "
+                       "or is killed commits nothing, so there is nothing to undo)")
             return f"nothing to repair: every entity id and user row of run {self.run_id} is in place{why}"
         ents = sum(e.renumbered + e.reinserted for e in self.entities.values())
         totals = (self.restore or {}).get("totals", {})
@@ -138,25 +138,30 @@ def emergency_repair(dsn_or_conn=None, config: PreservationConfig | None = None,
 
 
 def _resolve_run(cur, config: PreservationConfig, run) -> int:
+    """The run to go back to: an id, or ``latest`` (the newest committed import whose snapshot is kept).
+
+    A snapshot may hold no rows (the first import started from an empty database): the run's
+    own ids are then in the ledger, which the repair reads as well.
+    """
     ensure_state_schema(cur.connection, config)
+    runs = state(config, "runs")
     if run in (None, "latest"):
-        cur.execute(sql.SQL("SELECT max(run_id) FROM {}").format(state(config, "snap_entities")))
+        cur.execute(sql.SQL("SELECT max(run_id) FROM {} WHERE outcome = 'committed' "
+                            "AND coalesce(mode, '') NOT IN ('repair', 'emergency')").format(runs))
         found = cur.fetchone()[0]
         if found is None:
-            raise SnapshotNotFound("no durable snapshot exists yet (no protected run has started here)",
-                                   stage="repair", run_id=None)
+            raise SnapshotNotFound("no committed protected import has a snapshot here yet", stage="repair",
+                                   run_id=None)
         return found
     try:
         run_id = int(run)
     except (TypeError, ValueError) as exc:
         raise SnapshotNotFound(f"{run!r} is not a run id (a number, or 'latest')", stage="repair",
                                run_id=run) from exc
-    cur.execute(sql.SQL("SELECT count(*) FROM {} WHERE run_id = %s").format(state(config, "snap_entities")),
-                (run_id,))
-    if not cur.fetchone()[0]:
-        cur.execute(sql.SQL("SELECT outcome FROM {} WHERE run_id = %s").format(state(config, "runs")), (run_id,))
-        row = cur.fetchone()
-        why = "no such run" if row is None else f"its snapshot is gone (outcome {row[0]!r})"
+    cur.execute(sql.SQL("SELECT outcome FROM {} WHERE run_id = %s").format(runs), (run_id,))
+    row = cur.fetchone()
+    if row is None or row[0].endswith("+expired"):
+        why = "no such run" if row is None else f"retention removed its snapshot (outcome {row[0]!r})"
         raise SnapshotNotFound(f"run {run_id} has no durable snapshot: {why}", stage="repair", run_id=run_id)
     return run_id
 
