@@ -33,13 +33,40 @@ PARENTS = ("leagues", "clubs", "series")
 _TEAM_STAGE_COLS = ("club_id", "series_id", "league_id", "team_name", "team_alias", "display_name")
 
 
+class _Keys:
+    """Keys of the incoming records, each league, club and series name canonicalised once
+    (a team's key is put together from its parts unless the configuration makes keys itself)."""
+
+    def __init__(self, config: PreservationConfig) -> None:
+        self.config = config
+        self.memo: dict = {}
+        self.compose = (type(config).team_key is PreservationConfig.team_key
+                        and type(config).entity_key is PreservationConfig.entity_key)
+
+    def entity(self, entity: str, name: str) -> tuple:
+        found = self.memo.get((entity, name))
+        if found is None:
+            found = self.memo[(entity, name)] = self.config.entity_key(entity, name)
+        return found
+
+    def team(self, league_code: str, club_name: str, series_name: str) -> tuple:
+        if not self.compose:
+            return self.config.team_key(league_code, club_name, series_name)
+        code = self.entity("leagues", league_code)[0]
+        canon = self.memo.get(("series in", code, series_name))
+        if canon is None:
+            canon = self.memo[("series in", code, series_name)] = self.config.series_canonicaliser(code, series_name)
+        return (code, self.entity("clubs", club_name)[0], canon)
+
+
 def _wanted(config: PreservationConfig, records: list) -> dict:
     """``{entity: {key: record}}`` of the parents the teams name (first spelling wins)."""
+    keys = _Keys(config)
     out: dict = {e: {} for e in PARENTS}
     for r in records:
-        out["leagues"].setdefault(config.entity_key("leagues", r.league_code), {config.league_code: r.league_code})
-        out["clubs"].setdefault(config.entity_key("clubs", r.club_name), {config.club_name: r.club_name})
-        out["series"].setdefault(config.entity_key("series", r.series_name), {config.series_name: r.series_name})
+        out["leagues"].setdefault(keys.entity("leagues", r.league_code), {config.league_code: r.league_code})
+        out["clubs"].setdefault(keys.entity("clubs", r.club_name), {config.club_name: r.club_name})
+        out["series"].setdefault(keys.entity("series", r.series_name), {config.series_name: r.series_name})
     return out
 
 
@@ -85,19 +112,20 @@ def team_rows(records: list, config: PreservationConfig, parents: dict, current:
               result: UpsertResult) -> list:
     """Staging rows for teams: dedupe by key (the first record wins) and resolve parent ids."""
     by_key = _ids_by_key(current)
+    keys = _Keys(config)
     seen: dict = {}
     rows = []
     for rec in records:
         if not isinstance(rec, TeamRecord):
             raise TypeError("upsert_teams takes records from validate_teams()")
-        key = config.team_key(rec.league_code, rec.club_name, rec.series_name)
+        key = keys.team(rec.league_code, rec.club_name, rec.series_name)
         if key in seen:
             result.duplicates.append({"record": rec.index, "key": list(key), "winner": seen[key]})
             continue
         seen[key] = rec.index
-        league_id = parents["leagues"][config.entity_key("leagues", rec.league_code)]
-        club_id = parents["clubs"][config.entity_key("clubs", rec.club_name)]
-        series_id = parents["series"][config.entity_key("series", rec.series_name)]
+        league_id = parents["leagues"][keys.entity("leagues", rec.league_code)]
+        club_id = parents["clubs"][keys.entity("clubs", rec.club_name)]
+        series_id = parents["series"][keys.entity("series", rec.series_name)]
         existing = by_key.get(key)
         rows.append([rec.index, list(key), existing, existing is not None, club_id, series_id, league_id,
                      rec.team_name, rec.team_alias, rec.display_name])

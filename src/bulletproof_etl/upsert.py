@@ -13,8 +13,9 @@ inside savepoints so the transaction survives; the result says which path ran.
 
 from __future__ import annotations
 
+import copy
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 
 import psycopg2
 from psycopg2 import sql
@@ -60,10 +61,12 @@ class UpsertResult:
     ids: dict = field(default_factory=dict, repr=False)  # key -> id
 
     def to_dict(self) -> dict:
-        out = asdict(self)
-        for private in ("ids", "new_ids", "retired_ids"):
-            out.pop(private)
-        return out
+        # field by field: a whole-object copy would deep-copy the id maps (one entry per team)
+        # only to drop them
+        return {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self) if f.name not in _PRIVATE}
+
+
+_PRIVATE = ("ids", "new_ids", "retired_ids")
 
 
 @dataclass(frozen=True)
