@@ -396,7 +396,8 @@ def login_role(db_dsn: str, *, owns_app_tables: bool = True, create_on_db: bool 
         root = psycopg2.connect(conftest._server["dsn"])
         root.autocommit = True
         with root.cursor() as cur:
-            cur.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
+            for extra in ("_ops", "_x", ""):  # the operator test's roles too, should it have failed
+                cur.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name + extra)))
         root.close()
 
 
