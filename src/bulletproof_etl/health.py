@@ -79,37 +79,9 @@ class HealthReport:
 
     def to_prometheus(self) -> str:
         """The report in the Prometheus text exposition format (version 0.0.4)."""
-        out: list = []
+        from ._prometheus import render
 
-        def metric(name, help_text, samples):
-            out.extend([f"# HELP bulletproof_{name} {help_text}", f"# TYPE bulletproof_{name} gauge"])
-            for labels, value in samples:
-                text = ",".join(f'{k}="{_esc(str(v))}"' for k, v in labels.items())
-                out.append(f"bulletproof_{name}{{{text}}} {value}" if text else f"bulletproof_{name} {value}")
-
-        metric("health_status", "0 perfect, 1 warning, 2 critical", [({}, self.status.exit_code)])
-        metric("orphans", "Rows whose reference points at no row",
-               [(dict(zip(("table", "column"), k.split(".", 1), strict=True)), v) for k, v in sorted(self.orphans.items())])
-        metric("user_orphans", "User-owned references that point at no row", [({}, self.user_orphans)])
-        metric("nulls", f"NULL user references counted under the {self.null_policy} policy",
-               [(dict(zip(("table", "column"), k.split(".", 1), strict=True)), v) for k, v in sorted(self.nulls.items())])
-        metric("lost_rows", "Snapshotted user rows neither live nor quarantined",
-               [({"table": t}, v) for t, v in sorted(self.lost.items())])
-        metric("misattached_rows", "User references on another natural key than before, unexplained",
-               [(dict(zip(("table", "column"), k.split(".", 1), strict=True)), v)
-                for k, v in sorted(self.misattached.items())])
-        metric("missing_constraints", "Constraints the library relies on that are missing or not valid",
-               [({}, len(self.missing_constraints))])
-        metric("duplicate_keys", "Natural keys held by more than one row",
-               [({"entity": e}, v) for e, v in sorted(self.duplicate_keys.items())])
-        metric("quarantined_rows", "Quarantine entries written by the run", [({}, self.quarantined)])
-        if self.preservation_rate is not None:
-            metric("preservation_rate", "Team ids kept / team keys that survived", [({}, self.preservation_rate)])
-        return "\n".join(out) + "\n"
-
-
-def _esc(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        return render(self)
 
 
 REQUIRED_UNIQUE = {
