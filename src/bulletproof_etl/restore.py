@@ -130,12 +130,15 @@ def referenced_ids(cur, config, catalog: Catalog, run_id) -> dict:
     return out
 
 
-def _ledger(cur, config, entity: str, ids) -> dict:
+def _ledger(cur, config, entity: str, ids, *, rows: bool = True) -> dict:
+    """``{id: (key, row)}`` from the ledger; ``rows=False`` leaves out the row (JSON, costly
+    to read for every id at scale)."""
     cur.execute(
-        sql.SQL("SELECT id, key, row FROM {} WHERE entity = %s AND id = ANY(%s)").format(state(config, "ledger")),
+        sql.SQL("SELECT id, key, {} FROM {} WHERE entity = %s AND id = ANY(%s)").format(
+            sql.SQL("row" if rows else "NULL::jsonb"), state(config, "ledger")),
         (entity, list(ids)),
     )
-    return {i: (tuple(k) if k else None, row) for i, k, row in cur.fetchall()}
+    return {i: (tuple(k) if k else None, r) for i, k, r in cur.fetchall()}
 
 
 def _teams(cur, config, keys: dict) -> list:
@@ -179,7 +182,12 @@ def build_entity_map(cur, config, run_id, referenced: dict, keys: dict, *, retir
         for i, k in current.items():
             if k is not None:
                 by_key.setdefault(k, []).append(i)
-        ledger = _ledger(cur, config, entity, ids)
+        # an id that is current and means what the ledger says needs no strategy: no old row
+        ledger = _ledger(cur, config, entity, ids, rows=False)
+        unsettled = {old for old in ids if not (old in current and ledger.get(old, (None,))[0] in (None, current[old])
+                                                and not (entity == "teams" and old in retired))}
+        if unsettled:
+            ledger.update(_ledger(cur, config, entity, unsettled))
         emap, missing = {}, set()
         for old in sorted(ids):
             led_key, led_row = ledger.get(old, (None, None))
