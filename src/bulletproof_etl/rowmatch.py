@@ -40,7 +40,8 @@ DEFAULT_NAME_HINTS = (
     NameHint("videos", "title", "team_id"),
     NameHint("schedule", "home_team", "home_team_id"),
 )
-#: how a user's own teams are found besides the user table's team column:
+#: how a user's own teams are found besides the user table's team column (a config may
+#: override it as ``membership``, and the name hints as ``name_hints``):
 #: (link table, its user column, its player column, player table, player key column, player team column)
 MEMBERSHIP = ("user_player_associations", "user_id", "tenniscores_player_id", "players",
               "tenniscores_player_id", "team_id")
@@ -169,7 +170,7 @@ def _author_teams(cur, config, authors, keys: dict, team_now) -> dict:
         now = team_now(team) if team is not None else None
         if now is not None:
             out.setdefault(uid, set()).add(now)
-    link, link_user, link_player, players, player_key, player_team = MEMBERSHIP
+    link, link_user, link_player, players, player_key, player_team = getattr(config, "membership", MEMBERSHIP)
     cur.execute("SELECT to_regclass(%s), to_regclass(%s)",
                 (_qualified(config.schema, link), _qualified(config.schema, players)))
     if all(cur.fetchone()):
