@@ -140,9 +140,10 @@ def finish_run(conn, config: PreservationConfig, run_id: int, outcome: str, *, r
 def _copy_rows(cur, target: sql.Composed, columns, rows) -> None:
     """COPY ``rows`` (tuples of str/int/None) into ``target`` in one round trip."""
     buf = io.StringIO()
+    write, join, value = buf.write, "\t".join, _copy_value
     for row in rows:
-        buf.write("\t".join(_copy_value(v) for v in row))
-        buf.write("\n")
+        write(join(map(value, row)))
+        write("\n")
     buf.seek(0)
     statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
         target, sql.SQL(", ").join(sql.Identifier(c) for c in columns)
