@@ -979,11 +979,15 @@ def render_table(summary: dict, sizes: list) -> str:
                     f"{cell['peak_mb_beyond_input']:>8.1f} {cell['rows_written_teams_and_user_tables']:>19} "
                     f"{cell['orphans_after']:>8} {cell['user_rows_lost']:>6}"
                 )
-            r = summary["ratios"].get(f"{size}/{workload}", {})
-            lines.append(
-                f"{'':>7} {workload:<9} ratios: "
-                + ", ".join(f"{k} {v}" for k, v in r.items() if v is not None)
-            )
+            r = {
+                k: v
+                for k, v in summary["ratios"].get(f"{size}/{workload}", {}).items()
+                if v is not None
+            }
+            if r:
+                lines.append(
+                    f"{'':>7} {workload:<9} ratios: " + ", ".join(f"{k} {v}" for k, v in r.items())
+                )
         lines.append("")
     scaling = {k: v for k, v in summary["ratios"].items() if k.startswith("time(")}
     if scaling:
