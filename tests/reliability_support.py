@@ -19,7 +19,7 @@ from bulletproof_etl import BulletproofTeamPreservation
 from rally_etl import ComprehensiveETL
 from rally_etl.activity import create_user_activity
 from rally_etl.generate import generate_season, write_season
-from support import USER_TABLES, table_checksums
+from support import USER_TABLES, snapshot_size, table_checksums
 
 SEED = 6006
 
@@ -182,8 +182,6 @@ def run_row(conn, run_id: int) -> dict:
             "SELECT outcome, stage, error FROM bulletproof.runs WHERE run_id = %s", (run_id,)
         )
         row = cur.fetchone()
-        cur.execute("SELECT count(*) FROM bulletproof.snap_rows WHERE run_id = %s", (run_id,))
-        rows = cur.fetchone()[0]
         cur.execute("SELECT count(*) FROM bulletproof.snap_entities WHERE run_id = %s", (run_id,))
         entities = cur.fetchone()[0]
     conn.rollback()
@@ -193,7 +191,7 @@ def run_row(conn, run_id: int) -> dict:
         "outcome": row[0],
         "stage": row[1],
         "error": row[2],
-        "snap_rows": rows,
+        "snapshot_rows": snapshot_size(conn, run_id),
         "snap_entities": entities,
     }
 

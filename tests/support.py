@@ -119,3 +119,41 @@ def user_row_counts(conn) -> dict:
 
 def connect(dsn):
     return psycopg2.connect(dsn)
+
+
+def snapshot_rows(conn, run_id: int) -> tuple:
+    """One run's snapshot of user rows, read straight from the state tables.
+
+    Returns ``(counts per table, {(table, pk, column): key or None})``: rows copied whole
+    (``snap_rows``, with the key in ``refs``) and rows kept as keys (``snap_keys``: primary
+    keys and referenced ids, the id's key taken from the run's ``snap_entities``).
+    """
+    counts: dict = {}
+    refs: dict = {}
+    with conn.cursor() as cur:
+        cur.execute("SELECT table_name, pk, refs FROM bulletproof.snap_rows WHERE run_id = %s", (run_id,))
+        for table, pk, row_refs in cur.fetchall():
+            counts[table] = counts.get(table, 0) + 1
+            pk_value = pk.get("id", pk.get("user_id"))
+            for column, key in (row_refs or {}).items():
+                refs[(table, pk_value, column)] = tuple(key) if key is not None else None
+        cur.execute("SELECT entity, id, key FROM bulletproof.snap_entities WHERE run_id = %s", (run_id,))
+        keys = {(e, i): tuple(k) if k is not None else None for e, i, k in cur.fetchall()}
+        cur.execute("SELECT table_name, column_name, pks, ids FROM bulletproof.snap_keys WHERE run_id = %s",
+                    (run_id,))
+        keyed = cur.fetchall()
+    conn.rollback()
+    entity_of = {(t, c): e for t, _pk, c, e in USER_REFS}
+    for table, column, pks, ids in keyed:
+        if column == "":
+            assert table not in counts, f"{table} is both whole and keyed"
+            counts[table] = len(pks)
+            continue
+        for pk_value, ref in zip(pks, ids, strict=True):
+            refs[(table, pk_value, column)] = None if ref is None else keys.get((entity_of[(table, column)], ref))
+    return counts, refs
+
+
+def snapshot_size(conn, run_id: int) -> int:
+    """How many user rows one run's snapshot holds, whole or as keys."""
+    return sum(snapshot_rows(conn, run_id)[0].values())

@@ -186,7 +186,7 @@ def test_g5_bad_record_is_named_and_changes_nothing(shared_conn, seasons, base_t
     # the failed run is on record, with its durable snapshot
     row = run_row(conn, _last_run(conn))
     assert row["outcome"] == "failed" and row["stage"] == "validate"
-    assert row["snap_rows"] > 0
+    assert row["snapshot_rows"] > 0
 
 
 @pytest.mark.parametrize(

@@ -410,12 +410,9 @@ def _edit_during_import(small, edit) -> tuple:
     return error, dsn
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="restore re-inserts every snapshotted row that is missing; it cannot "
-    "tell a row the user deleted during the import from one the ETL deleted",
-)
 def test_g7_a_poll_its_user_deletes_during_an_import_stays_deleted(small):
+    """Polls are snapshotted as keys; the restore reads back only rows the run itself deleted
+    (still there for a second connection), so the user's committed delete stands."""
     error, dsn = _edit_during_import(
         small, lambda cur: cur.execute("DELETE FROM polls WHERE id = 1")
     )

@@ -190,7 +190,7 @@ def test_g5_killed_patched_run_commits_nothing_and_repair_confirms_it(seeded):
         conn = psycopg2.connect(dsn)
         snapshot = run_row(conn, run_id)
         conn.close()
-        assert snapshot["snap_rows"] == sum(before.rows.values())  # the durable snapshot is whole
+        assert snapshot["snapshot_rows"] == sum(before.rows.values())  # the durable snapshot is whole
         _assert_back(dsn, before)  # nothing was committed
         result = _repair(dsn, run_id)
         assert result.returncode in (0, 1), result.stdout + result.stderr

@@ -118,7 +118,7 @@ def assert_failed_run_kept(dsn: str, before: Before, stage: str) -> dict:
     run = runs[0]
     assert run["outcome"] == "failed"
     assert run["stage"] == stage
-    assert run["snap_rows"] == before.user_rows
+    assert run["snapshot_rows"] == before.user_rows
     assert run["snap_entities"] == before.entities
     return run
 
@@ -373,7 +373,7 @@ TERMINATED = re.compile(
 KILL_POINTS = {
     "snapshot": (
         sql.Identifier("bulletproof", "snap_rows"),
-        "NEW.table_name = 'captain_messages'",
+        "NEW.table_name = 'schedule'",  # practice rows: copied whole (captain messages are kept as keys)
         "snapshot",
         False,
     ),

@@ -331,11 +331,13 @@ def test_security_names_with_quotes_spaces_and_semicolons_work(conn, tmp_path):
     with conn.cursor() as cur:
         cur.execute(
             sql.SQL(
-                "SELECT count(*), (SELECT count(*) FROM {runs}) FROM {rows} WHERE run_id = %s"
+                "SELECT (SELECT count(*) FROM {rows} WHERE run_id = %s) + (SELECT coalesce(sum(cardinality(pks)), 0) "
+                "FROM {keys} WHERE run_id = %s AND column_name = ''), (SELECT count(*) FROM {runs})"
             ).format(
-                runs=sql.Identifier(ODD_STATE, "runs"), rows=sql.Identifier(ODD_STATE, "snap_rows")
+                runs=sql.Identifier(ODD_STATE, "runs"), rows=sql.Identifier(ODD_STATE, "snap_rows"),
+                keys=sql.Identifier(ODD_STATE, "snap_keys"),
             ),
-            (p.report.run_id,),
+            (p.report.run_id, p.report.run_id),
         )
         rows, runs = cur.fetchone()
         cur.execute(
@@ -458,6 +460,7 @@ def test_security_a_non_superuser_owner_runs_the_import_and_owns_the_closed_stat
                 "ledger",
                 "snap_entities",
                 "snap_rows",
+                "snap_keys",
                 "mappings",
                 "quarantine",
             } <= names
@@ -655,7 +658,7 @@ def test_security_retention_removes_expired_snapshots_for_good(seeded):
     try:
         with conn.cursor() as cur:
             cur.execute(
-                "INSERT INTO captain_messages (team_id, message) SELECT min(id), %s FROM teams",
+                "INSERT INTO videos (team_id, title, url) SELECT min(id), %s, 'https://v/secret' FROM teams",
                 (secret,),
             )
         conn.commit()
@@ -676,7 +679,7 @@ def test_security_retention_removes_expired_snapshots_for_good(seeded):
         def holding_secret() -> dict:
             with conn.cursor() as cur:
                 cur.execute(
-                    "SELECT run_id, count(*) FROM bulletproof.snap_rows WHERE row->>'message' = %s "
+                    "SELECT run_id, count(*) FROM bulletproof.snap_rows WHERE row->>'title' = %s "
                     "GROUP BY run_id",
                     (secret,),
                 )
@@ -686,8 +689,8 @@ def test_security_retention_removes_expired_snapshots_for_good(seeded):
 
         raise_later: list = []
         r1 = run()
-        with conn.cursor() as cur:  # the captain deletes the message
-            cur.execute("DELETE FROM captain_messages WHERE message = %s", (secret,))
+        with conn.cursor() as cur:  # the captain deletes the video (copied whole: it dies with its team)
+            cur.execute("DELETE FROM videos WHERE title = %s", (secret,))
         conn.commit()
         r2 = run()
         with pytest.raises(RuntimeError):
@@ -707,7 +710,7 @@ def test_security_retention_removes_expired_snapshots_for_good(seeded):
             cur.execute("SELECT run_id, outcome FROM bulletproof.runs ORDER BY run_id")
             outcomes = dict(cur.fetchall())
             cur.execute(
-                "SELECT count(*) FROM bulletproof.quarantine WHERE original->>'message' = %s",
+                "SELECT count(*) FROM bulletproof.quarantine WHERE original->>'title' = %s",
                 (secret,),
             )
             quarantined = cur.fetchone()[0]

@@ -14,7 +14,7 @@ from bulletproof_etl.config import DEFAULT_CONFIG
 from bulletproof_etl.snapshot import ensure_state_schema
 from core_support import legacy_run, loaded_etl, one_value, season
 from rally_etl.activity import create_user_activity
-from support import entity_keys, user_ref_keys, user_row_counts
+from support import entity_keys, snapshot_rows, user_ref_keys, user_row_counts
 
 ENTITIES = ("leagues", "clubs", "series", "teams")
 
@@ -60,24 +60,15 @@ def test_g2_snapshot_holds_every_user_row_with_the_key_of_what_it_references(con
     counts = user_row_counts(conn)
     refs = user_ref_keys(conn)
     report = _run(conn, loaded.extract_teams())
-    with conn.cursor() as cur:
-        cur.execute("SELECT table_name, count(*) FROM bulletproof.snap_rows WHERE run_id = %s GROUP BY 1",
-                    (report.run_id,))
-        snapped = dict(cur.fetchall())
-        cur.execute("SELECT table_name, pk, refs FROM bulletproof.snap_rows WHERE run_id = %s", (report.run_id,))
-        rows = cur.fetchall()
-    conn.rollback()
+    snapped, snap_refs = snapshot_rows(conn, report.run_id)
     expected = {("schedule" if t == "schedule(practice)" else t): n for t, n in counts.items()}
     assert snapped == expected
     # every reference of every snapshotted row carries the key the tests compute for it
     checked = 0
-    for table, pk, row_refs in rows:
-        pk_value = pk.get("id", pk.get("user_id"))
-        for column, key in (row_refs or {}).items():
-            ref = (table, pk_value, column)
-            if ref in refs:
-                assert (tuple(key) if key is not None else None) == refs[ref], ref
-                checked += 1
+    for ref, key in snap_refs.items():
+        if ref in refs:
+            assert key == refs[ref], ref
+            checked += 1
     assert checked == len(refs)
 
 
@@ -167,10 +158,12 @@ def test_state_schema_is_closed_to_public_and_brought_up_to_date(conn):
         # an older state schema without the newer columns is upgraded in place
         cur.execute("ALTER TABLE bulletproof.snap_rows DROP COLUMN refs")
         cur.execute("ALTER TABLE bulletproof.runs DROP COLUMN counts")
+        cur.execute("DROP TABLE bulletproof.snap_keys")
         ensure_state_schema(conn, DEFAULT_CONFIG)
         cur.execute(sql.SQL("SELECT count(*) FROM information_schema.columns WHERE table_schema = 'bulletproof' "
-                            "AND (table_name, column_name) IN (('snap_rows', 'refs'), ('runs', 'counts'))"))
-        assert cur.fetchone()[0] == 2
+                            "AND (table_name, column_name) IN (('snap_rows', 'refs'), ('runs', 'counts'), "
+                            "('snap_keys', 'ids'))"))
+        assert cur.fetchone()[0] == 3
     conn.rollback()
 
 

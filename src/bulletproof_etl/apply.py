@@ -14,6 +14,7 @@ import logging
 import psycopg2
 from psycopg2 import sql
 
+from . import snapkeys
 from .failures import must_abort
 from .snapshot import pk_json, state
 
@@ -41,17 +42,21 @@ def _reason(template: str, dep) -> sql.Composed:
 
 # -- rows deleted since the snapshot ---------------------------------------------------------
 
-def _stage_missing(cur, config, table, pk, run_id) -> int:
+def _stage_missing(cur, config, table, pk, run_id, tr, keyed_pk=None) -> int:
+    """The snapshot's rows that are gone, in ``_bp_missing``: copied whole, or read back (keyed)."""
     tbl = sql.Identifier(config.schema, table)
     cur.execute("DROP TABLE IF EXISTS _bp_missing; DROP TABLE IF EXISTS _bp_changes")
-    cur.execute(
-        sql.SQL("CREATE TEMP TABLE _bp_missing ON COMMIT DROP AS SELECT s.pk, s.row, s.row AS original "
-                "FROM {snap} s WHERE s.run_id = %s AND s.table_name = %s AND NOT EXISTS "
-                "(SELECT 1 FROM {tbl} t WHERE {pk} = s.pk)").format(
-            snap=state(config, "snap_rows"), tbl=tbl, pk=pk_json(pk, "t")),
-        (run_id, table),
-    )
-    missing = cur.rowcount
+    if keyed_pk:
+        missing, tr.left_deleted = snapkeys.stage_missing_keyed(cur, config, run_id, table, keyed_pk)
+    else:
+        cur.execute(
+            sql.SQL("CREATE TEMP TABLE _bp_missing ON COMMIT DROP AS SELECT s.pk, s.row, s.row AS original "
+                    "FROM {snap} s WHERE s.run_id = %s AND s.table_name = %s AND NOT EXISTS "
+                    "(SELECT 1 FROM {tbl} t WHERE {pk} = s.pk)").format(
+                snap=state(config, "snap_rows"), tbl=tbl, pk=pk_json(pk, "t")),
+            (run_id, table),
+        )
+        missing = cur.rowcount
     cur.execute("ANALYZE _bp_missing")
     cur.execute("CREATE TEMP TABLE _bp_changes (pk jsonb, column_name text, old_id bigint, new_id bigint, "
                 "strategy text, kind text) ON COMMIT DROP")
@@ -118,9 +123,9 @@ def _insert_missing(cur, config, table, pk) -> None:
                         (str(exc).strip().splitlines()[0], pk_text))
 
 
-def _reinsert(cur, config, table, pk, deps, run_id, unresolved, tr) -> None:
+def _reinsert(cur, config, table, pk, deps, run_id, unresolved, tr, keyed_pk=None) -> None:
     """Put back rows of the snapshot that are gone, their references rewritten through the maps."""
-    if not _stage_missing(cur, config, table, pk, run_id):
+    if not _stage_missing(cur, config, table, pk, run_id, tr, keyed_pk):
         return
     for dep in deps:
         _rewrite_missing(cur, table, dep, unresolved)
@@ -233,6 +238,7 @@ def _null_live(cur, config, table, pk, dep, ids, tr, touched: set) -> None:
 def apply_restore(cur, config, catalog, run_id, unresolved: dict, report) -> None:
     from .restore import TableRestore
 
+    keyed = snapkeys.keyed_tables(cur, config, run_id)
     deps_of: dict = {}
     for dep in catalog.user_dependents():
         deps_of.setdefault(dep.table, []).append(dep)
@@ -260,7 +266,7 @@ def apply_restore(cur, config, catalog, run_id, unresolved: dict, report) -> Non
                 _null_live(cur, config, table, pk, dep, ids, tr, touched)
         tr.kept = tr.rows_before - len(touched)
         if run_id is not None:
-            _reinsert(cur, config, table, pk, deps, run_id, unresolved, tr)
+            _reinsert(cur, config, table, pk, deps, run_id, unresolved, tr, keyed.get(table))
         cur.execute(count_sql, params)
         tr.rows_after = cur.fetchone()[0]
         report.tables[table] = tr

@@ -146,6 +146,10 @@ class PreservationConfig:
     user_team_column: str = "team_id"
     series_canonicaliser: Callable[[str | None, str], str] = canonical_series
     name_canonicaliser: Callable[[str], str] = canonical_name
+    # which user-owned tables the snapshot copies whole (see snapkeys.py): "at_risk" (rows the
+    # ETL or a cascade can delete: user rows in ETL-owned tables, ON DELETE CASCADE/SET NULL
+    # chains; every other table as primary keys and referenced ids), or "all"
+    snapshot_rows: str = "at_risk"
     # retention and safety limits
     keep_runs: int = 10
     max_retire_share: float = 0.5

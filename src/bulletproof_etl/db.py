@@ -116,3 +116,13 @@ def server_version(conn) -> str:
     with conn.cursor() as cur:
         cur.execute("SHOW server_version")
         return cur.fetchone()[0]
+
+
+def dsn_of(conn) -> str:
+    """A DSN for a second connection to where ``conn`` is connected, password included."""
+    params = conn.get_dsn_parameters()
+    password = getattr(conn.info, "password", None)
+    if password:
+        params["password"] = password
+    params.pop("tty", None)
+    return psycopg2.extensions.make_dsn(**params)

@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass, field
 
 from psycopg2 import sql
 
+from . import snapkeys
 from .catalog import Catalog, current_keys
 from .config import ENTITIES, PreservationConfig
 from .snapshot import _copy_rows, pk_json, state
@@ -122,6 +123,7 @@ def null_counts(cur, config, catalog, run_id, policy: str) -> dict:
     out = {}
     if policy == "allowed" or (policy == "since_snapshot" and run_id is None):
         return out
+    keyed = snapkeys.keyed_tables(cur, config, run_id) if policy == "since_snapshot" else {}
     for dep in catalog.user_dependents():
         pk = catalog.primary_keys.get(dep.table)
         flt, params = _dep_filter(config, dep)
@@ -129,6 +131,11 @@ def null_counts(cur, config, catalog, run_id, policy: str) -> dict:
         col = sql.Identifier(dep.column)
         if policy == "forbidden":
             cur.execute(sql.SQL("SELECT count(*) FROM {} t WHERE t.{} IS NULL{}").format(tbl, col, flt), params)
+        elif dep.table in keyed:
+            n = snapkeys.nulled_keyed(cur, config, run_id, dep, keyed[dep.table])
+            if n:
+                out[dep.label] = n
+            continue
         elif pk:
             cur.execute(
                 sql.SQL("SELECT count(*) FROM {snap} s JOIN {tbl} t ON {pk} = s.pk WHERE s.run_id = %s "
@@ -148,9 +155,15 @@ def null_counts(cur, config, catalog, run_id, policy: str) -> dict:
 
 def lost_rows(cur, config, catalog, run_id) -> dict:
     out = {}
+    keyed = snapkeys.keyed_tables(cur, config, run_id)
     for table in catalog.user_tables():
         pk = catalog.primary_keys.get(table)
         if not pk:
+            continue
+        if table in keyed:
+            n = snapkeys.lost_keyed(cur, config, run_id, table, keyed[table])
+            if n:
+                out[table] = n
             continue
         cur.execute(
             sql.SQL("SELECT count(*) FROM {snap} s WHERE s.run_id = %s AND s.table_name = %s "
@@ -185,9 +198,15 @@ def misattached_rows(cur, config, catalog, run_id, keys_now: dict) -> dict:
     cur.execute("ALTER TABLE _bp_keys_before ADD PRIMARY KEY (entity, id); ANALYZE _bp_keys_now; "
                 "ANALYZE _bp_keys_before")
     out = {}
+    keyed = snapkeys.keyed_tables(cur, config, run_id)
     for dep in catalog.user_dependents():
         pk = catalog.primary_keys.get(dep.table)
         if not pk:
+            continue
+        if dep.table in keyed:
+            n = snapkeys.misattached_keyed(cur, config, run_id, dep, keyed[dep.table])
+            if n:
+                out[dep.label] = n
             continue
         cur.execute(
             sql.SQL(

@@ -47,7 +47,9 @@ class TableRestore:
     and re-inserted rows alike. ``quarantined`` counts quarantine entries: one per reference
     set to NULL (``nulled``), one per reference left on a placeholder (``on_placeholder``)
     and one per snapshot row that could not be put back (``withheld``; its data is whole in
-    the quarantine table).
+    the quarantine table). ``left_deleted`` rows were deleted by another session (a user)
+    while the run went on: that change is theirs, so they stay deleted (keyed tables, see
+    snapkeys.py).
     """
 
     table: str
@@ -60,6 +62,7 @@ class TableRestore:
     nulled: int = 0
     on_placeholder: int = 0
     withheld: int = 0
+    left_deleted: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)

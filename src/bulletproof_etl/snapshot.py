@@ -8,8 +8,11 @@ privilege for PUBLIC: the snapshots hold users' messages.
   wins: ids are never re-used for another key by PostgreSQL sequences, so a later
   different key means someone re-used an id by hand, which health reports).
 - ``snap_entities``: the entity rows of one run, with keys (to bring a team back).
-- ``snap_rows``: the user-owned rows of one run, whole, as JSON, with ``refs``: the natural
-  key of the entity each reference column pointed at (``{"team_id": [...]}``).
+- ``snap_rows``: the user-owned rows of one run that the run could delete (see snapkeys.py),
+  whole, as JSON, with ``refs``: the natural key of the entity each reference column pointed
+  at (``{"team_id": [...]}``).
+- ``snap_keys``: every other user-owned row of one run, as its primary key and the ids it
+  referenced (arrays, one row per table and column); the keys are in ``snap_entities``.
 - ``mappings`` and ``quarantine``: what the restore did and what it could not map.
 """
 
@@ -83,11 +86,23 @@ _DDL = [
     # columns added after the first release: an older state schema is brought up to date
     "ALTER TABLE {s}.runs ADD COLUMN IF NOT EXISTS counts jsonb",
     "ALTER TABLE {s}.snap_rows ADD COLUMN IF NOT EXISTS refs jsonb",
+    # user rows that no run can delete, as keys: one row per table and reference column ('' for
+    # the table's primary keys alone), arrays aligned by position (see snapkeys.py)
+    """CREATE TABLE IF NOT EXISTS {s}.snap_keys (
+        run_id bigint NOT NULL,
+        table_name text NOT NULL,
+        column_name text NOT NULL,
+        pk_column text NOT NULL,
+        pks bigint[] NOT NULL,
+        ids bigint[],
+        PRIMARY KEY (run_id, table_name, column_name))""",
+    # integers barely compress: store them out of line as they are, without the CPU for trying
+    "ALTER TABLE {s}.snap_keys ALTER COLUMN pks SET STORAGE EXTERNAL, ALTER COLUMN ids SET STORAGE EXTERNAL",
 ]
-#: (table, column) created by the last statement of _DDL: present means the schema is current
-_NEWEST = ("snap_rows", "refs")
+#: (table, column) created by the last statements of _DDL: present means the schema is current
+_NEWEST = ("snap_keys", "ids")
 
-STATE_TABLES = ("runs", "ledger", "snap_entities", "snap_rows", "mappings", "quarantine")
+STATE_TABLES = ("runs", "ledger", "snap_entities", "snap_rows", "snap_keys", "mappings", "quarantine")
 
 
 def ensure_state_schema(conn, config: PreservationConfig) -> None:
@@ -220,12 +235,16 @@ def record_ledger(cur, config: PreservationConfig, run_id: int, source: sql.Comp
 
 
 def snapshot_user_rows(conn, config: PreservationConfig, run_id: int, catalog: Catalog) -> dict:
-    """Copy every user-owned row (whole) into ``snap_rows``; returns counts per table.
+    """Snapshot every user-owned row; returns counts per table.
 
-    Each row carries ``refs``: for every reference column of the row, the natural key of
-    the entity it pointed at, read from this run's ``snap_entities`` (so
-    :func:`snapshot_entities` runs first). A reference to a missing row has no key.
+    Rows the run could delete are copied whole into ``snap_rows``; each carries ``refs``:
+    for every reference column of the row, the natural key of the entity it pointed at,
+    read from this run's ``snap_entities`` (so :func:`snapshot_entities` runs first; a
+    reference to a missing row has no key). The other tables go to ``snap_keys`` as primary
+    keys and referenced ids (:mod:`.snapkeys`).
     """
+    from .snapkeys import compact_tables, snapshot_keys
+
     counts = {}
     filters = {}
     refs_of: dict = {}
@@ -238,10 +257,15 @@ def snapshot_user_rows(conn, config: PreservationConfig, run_id: int, catalog: C
         cur.execute(sql.SQL("CREATE TEMP TABLE _bp_refkeys ON COMMIT DROP AS SELECT entity, id, to_jsonb(key) AS key "
                             "FROM {} WHERE run_id = %s").format(state(config, "snap_entities")), (run_id,))
         cur.execute("ANALYZE _bp_refkeys")
+        compact = compact_tables(cur, config, catalog)
         for table in catalog.user_tables():
             pk = catalog.primary_keys.get(table)
             if not pk:
                 logger.warning("table %s has no primary key; it is checked but not snapshotted", table)
+                continue
+            if table in compact:
+                counts[table] = snapshot_keys(cur, config, run_id, table, compact[table],
+                                              [d.column for d in refs_of.get(table, [])])
                 continue
             where = sql.SQL("")
             params: list = [run_id, table]
@@ -268,7 +292,8 @@ def snapshot_user_rows(conn, config: PreservationConfig, run_id: int, catalog: C
         # The run's rows are new to the planner: without statistics for this run id every
         # later query of the run (restore, health) expects one row and nests loops over
         # thousands. Sampling the two filter columns keeps those plans linear.
-        cur.execute(sql.SQL("ANALYZE {} (run_id, table_name)").format(state(config, "snap_rows")))
+        if set(counts) - set(compact):
+            cur.execute(sql.SQL("ANALYZE {} (run_id, table_name)").format(state(config, "snap_rows")))
         cur.execute("DROP TABLE _bp_refkeys")
     _add_counts(conn, config, run_id, "rows", counts)
     return counts
@@ -311,7 +336,7 @@ def apply_retention(conn, config: PreservationConfig) -> int:
         old = [r[0] for r in cur.fetchall()]
         if not old:
             return 0
-        for table in ("snap_entities", "snap_rows"):
+        for table in ("snap_entities", "snap_rows", "snap_keys"):
             cur.execute(
                 sql.SQL("DELETE FROM {} WHERE run_id = ANY(%s)").format(state(config, table)), (old,)
             )

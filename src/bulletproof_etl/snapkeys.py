@@ -1,0 +1,251 @@
+"""The compact part of the snapshot: user rows that no run can delete, kept as keys.
+
+A user-owned row can disappear in a run only where something deletes it: the ETL's clear of
+a table it owns (practice rows in ``schedule``), or a foreign key with ``ON DELETE CASCADE``,
+``SET NULL`` or ``SET DEFAULT`` from an entity table, an ETL-owned table or another such
+table (``videos``). Those tables are *at risk*: :func:`snapshot.snapshot_user_rows` copies
+their rows whole into ``snap_rows``, so the restore can put them back.
+
+Every other user-owned table with a one-column integer primary key is snapshotted here, in
+``snap_keys``: one row per table and reference column (not one per user row) holding the
+primary keys and, aligned with them, the id each row referenced. That is what the checks of
+a run need (G2: which rows existed; G4: what each row pointed at, whose natural key is in the
+run's ``snap_entities``), at the cost of one aggregate per table instead of a JSON row per
+user row. A row of such a table that vanishes anyway (an ETL deleting users' rows itself)
+cannot be put back: health counts it as lost, which is CRITICAL, so the run rolls back.
+``PreservationConfig.snapshot_rows = "all"`` copies every table whole instead.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import psycopg2
+from psycopg2 import sql
+
+from . import db
+from .catalog import Catalog
+from .config import ENTITIES, PreservationConfig
+from .snapshot import _copy_rows, _relname
+
+logger = logging.getLogger(__name__)
+
+# foreign keys whose delete action changes or removes the referencing row
+_DELETING_FKS = """
+SELECT rel.relname, tr.relname
+FROM pg_constraint con
+JOIN pg_class rel ON rel.oid = con.conrelid
+JOIN pg_namespace n ON n.oid = rel.relnamespace
+JOIN pg_class tr ON tr.oid = con.confrelid
+JOIN pg_namespace tn ON tn.oid = tr.relnamespace
+WHERE con.contype = 'f' AND con.confdeltype IN ('c', 'n', 'd') AND n.nspname = %s AND tn.nspname = %s
+"""
+
+# tables whose primary key is one integer column, with that column
+_INTEGER_PKS = """
+SELECT c.relname, a.attname
+FROM pg_index i
+JOIN pg_class c ON c.oid = i.indrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+WHERE i.indisprimary AND i.indnatts = 1 AND n.nspname = %s
+  AND a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype)
+"""
+
+
+def compact_tables(cur, config: PreservationConfig, catalog: Catalog) -> dict:
+    """``{table: primary key column}`` of the user tables to snapshot as keys, not whole."""
+    if config.snapshot_rows == "all":
+        return {}
+    if config.snapshot_rows != "at_risk":
+        raise ValueError(f"PreservationConfig.snapshot_rows must be 'at_risk' or 'all', "
+                         f"not {config.snapshot_rows!r}")
+    at_risk = set(config.user_rows_in_etl_tables)
+    sources = {config.table(e) for e in ENTITIES} | set(config.etl_tables) | at_risk
+    cur.execute(_DELETING_FKS, (config.schema, config.schema))
+    edges = cur.fetchall()
+    changed = True
+    while changed:  # a cascade from a table at risk puts its children at risk too
+        changed = False
+        for child, parent in edges:
+            if parent in sources and child not in at_risk:
+                at_risk.add(child)
+                sources.add(child)
+                changed = True
+    cur.execute(_INTEGER_PKS, (config.schema,))
+    integer_pk = dict(cur.fetchall())
+    return {t: integer_pk[t] for t in catalog.user_tables() if t not in at_risk and t in integer_pk}
+
+
+def snapshot_keys(cur, config: PreservationConfig, run_id: int, table: str, pk_column: str,
+                  columns: list) -> int:
+    """One aggregate over ``table``: its primary keys and, per reference column, the ids.
+
+    The arrays are filled from one ordered scan, so position i of every array is one row.
+    Returns the number of rows.
+    """
+    cols = sorted(set(columns) - {pk_column})
+    aggregates = [sql.SQL("array_agg(t.{}::bigint) AS pks").format(sql.Identifier(pk_column))]
+    values = [sql.SQL("('', s.pks, NULL::bigint[])")]
+    for i, column in enumerate(cols):
+        alias = sql.Identifier(f"a{i}")
+        aggregates.append(sql.SQL("array_agg(t.{}::bigint) AS {}").format(sql.Identifier(column), alias))
+        values.append(sql.SQL("({}, s.pks, s.{})").format(sql.Literal(column), alias))
+    cur.execute(
+        sql.SQL(
+            "INSERT INTO {snap} (run_id, table_name, column_name, pk_column, pks, ids) "
+            "SELECT %s, %s, x.column_name, %s, coalesce(x.pks, '{{}}'), x.ids FROM "
+            "(SELECT {aggs} FROM (SELECT {cols} FROM {tbl} ORDER BY {pk}) t) s, "
+            "LATERAL (VALUES {values}) x(column_name, pks, ids) RETURNING cardinality(pks)"
+        ).format(snap=sql.Identifier(config.state_schema, "snap_keys"), aggs=sql.SQL(", ").join(aggregates),
+                 cols=sql.SQL(", ").join(map(sql.Identifier, [pk_column, *cols])),
+                 tbl=sql.Identifier(config.schema, table), pk=sql.Identifier(pk_column),
+                 values=sql.SQL(", ").join(values)),
+        (run_id, table, pk_column),
+    )
+    return cur.fetchall()[0][0]
+
+
+def keyed_tables(cur, config: PreservationConfig, run_id) -> dict:
+    """``{table: primary key column}`` of the tables a run snapshotted as keys."""
+    if run_id is None:
+        return {}
+    cur.execute("SELECT to_regclass(format('%%I.%%I', %s::text, 'snap_keys'))", (config.state_schema,))
+    if cur.fetchone()[0] is None:  # a state schema older than snap_keys: every table is whole
+        return {}
+    cur.execute(sql.SQL("SELECT table_name, pk_column FROM {} WHERE run_id = %s AND column_name = ''").format(
+        sql.Identifier(config.state_schema, "snap_keys")), (run_id,))
+    return dict(cur.fetchall())
+
+
+def snapped(config: PreservationConfig, column: str = "") -> sql.Composed:
+    """``(pk, old)`` of one table's snapshot rows: a FROM item taking (run id, table) parameters.
+
+    ``old`` is the id the row referenced in ``column`` at snapshot time (NULL for ``''``).
+    """
+    return sql.SQL(
+        "(SELECT u.pk, u.old FROM {} k, unnest(k.pks, k.ids) u(pk, old) "
+        "WHERE k.run_id = %s AND k.table_name = %s AND k.column_name = {})"
+    ).format(sql.Identifier(config.state_schema, "snap_keys"), sql.Literal(column))
+
+
+# -- the checks of a run against its keyed tables (health.py) ---------------------------------
+
+def lost_keyed(cur, config: PreservationConfig, run_id: int, table: str, pk_column: str) -> int:
+    """Rows of the snapshot that are no longer in their table."""
+    cur.execute(
+        sql.SQL("SELECT count(*) FROM {s} s WHERE NOT EXISTS (SELECT 1 FROM {tbl} t WHERE t.{pk} = s.pk){gone}").format(
+            s=snapped(config), tbl=sql.Identifier(config.schema, table), pk=sql.Identifier(pk_column),
+            gone=gone_elsewhere(cur, table)),
+        (run_id, table),
+    )
+    return cur.fetchone()[0]
+
+
+def nulled_keyed(cur, config: PreservationConfig, run_id: int, dep, pk_column: str) -> int:
+    """References set at snapshot time and NULL now, without a quarantine entry (``_bp_health_q``)."""
+    cur.execute(
+        sql.SQL("SELECT count(*) FROM {s} s JOIN {tbl} t ON t.{pk} = s.pk WHERE s.old IS NOT NULL "
+                "AND t.{col} IS NULL AND NOT EXISTS (SELECT 1 FROM _bp_health_q q WHERE q.table_name = %s "
+                "AND q.pk = jsonb_build_object({pkname}, s.pk) AND q.column_name = %s)").format(
+            s=snapped(config, dep.column), tbl=sql.Identifier(config.schema, dep.table),
+            pk=sql.Identifier(pk_column), col=sql.Identifier(dep.column), pkname=sql.Literal(pk_column)),
+        (run_id, dep.table, dep.table, dep.column),
+    )
+    return cur.fetchone()[0]
+
+
+def misattached_keyed(cur, config: PreservationConfig, run_id: int, dep, pk_column: str) -> int:
+    """Rows whose reference has another key now than at snapshot time and no context or content
+    mapping (``_bp_health_explained``); keys in ``_bp_keys_before`` and ``_bp_keys_now``."""
+    cur.execute(
+        sql.SQL("WITH moved AS MATERIALIZED (SELECT s.pk FROM {s} s JOIN {tbl} t ON t.{pk} = s.pk "
+                "JOIN _bp_keys_before b ON b.entity = %s AND b.id = s.old "
+                "JOIN _bp_keys_now a ON a.entity = %s AND a.id = t.{col}::bigint "
+                "WHERE a.key IS DISTINCT FROM b.key) "
+                "SELECT count(*) FROM moved WHERE NOT EXISTS (SELECT 1 FROM _bp_health_explained x "
+                "WHERE x.table_name = %s AND x.column_name = %s AND x.pk = jsonb_build_object({pkname}, moved.pk))"
+                ).format(s=snapped(config, dep.column), tbl=sql.Identifier(config.schema, dep.table),
+                         pk=sql.Identifier(pk_column), col=sql.Identifier(dep.column),
+                         pkname=sql.Literal(pk_column)),
+        (run_id, dep.table, dep.entity, dep.entity, dep.table, dep.column),
+    )
+    return cur.fetchone()[0]
+
+
+# -- rows of keyed tables that the run deleted (apply.py) --------------------------------------
+
+#: how long the second connection waits for a lock the run holds before giving up (then the
+#: rows count as lost and health rolls the run back)
+SIDE_LOCK_TIMEOUT = "5s"
+
+
+def stage_missing_keyed(cur, config: PreservationConfig, run_id: int, table: str, pk_column: str) -> tuple:
+    """Stage in ``_bp_missing`` the rows of the snapshot that this run deleted.
+
+    Returns (rows staged, rows left deleted because another session deleted them).
+
+    Their content was not copied, but the run has not committed: a second connection still
+    sees them as they were. A row it does not see either was deleted by someone who committed
+    since the snapshot (a user, while the import ran): that is the user's change, recorded in
+    ``_bp_gone`` so health does not count it as lost. This holds only for a durable snapshot
+    (taken on a second connection, so every row in it was committed); otherwise such a row
+    stays unexplained and health counts it as lost.
+    """
+    cur.execute(sql.SQL("SELECT s.pk FROM {s} s WHERE NOT EXISTS (SELECT 1 FROM {tbl} t WHERE t.{pk} = s.pk)").format(
+        s=snapped(config), tbl=sql.Identifier(config.schema, table), pk=sql.Identifier(pk_column)), (run_id, table))
+    missing = [r[0] for r in cur.fetchall()]
+    cur.execute("CREATE TEMP TABLE _bp_missing (pk jsonb, row jsonb, original jsonb) ON COMMIT DROP")
+    if not missing:
+        return 0, 0
+    found, durable = _read_committed(cur.connection, config, run_id, table, pk_column, missing)
+    if found is None:
+        return 0, 0
+    _copy_rows(cur, sql.Identifier("_bp_missing"), ("pk", "row", "original"),
+               ((json.dumps({pk_column: pk}), row, row) for pk, row in found.items()))
+    gone = [pk for pk in missing if pk not in found]
+    if gone and durable:
+        cur.execute("CREATE TEMP TABLE IF NOT EXISTS _bp_gone (table_name text, pk bigint) ON COMMIT DROP")
+        cur.execute("INSERT INTO _bp_gone SELECT %s, unnest(%s::bigint[])", (table, gone))
+        logger.info("%d rows of %s were deleted by another session since the snapshot; left deleted",
+                    len(gone), table)
+        return len(found), len(gone)
+    return len(found), 0
+
+
+def _read_committed(conn, config, run_id, table, pk_column, pks) -> tuple:
+    """``({pk: row as JSON text}, snapshot durable)`` as a second connection sees them;
+    ``(None, False)`` when it cannot tell (no connection, a lock held by the run)."""
+    try:
+        side = psycopg2.connect(db.dsn_of(conn))
+    except psycopg2.Error as err:
+        logger.warning("no second connection to read back deleted rows of %s: %s", table, str(err).strip())
+        return None, False
+    try:
+        with side.cursor() as cur:
+            cur.execute("SET lock_timeout = %s", (SIDE_LOCK_TIMEOUT,))
+            cur.execute("SELECT to_regclass(%s) IS NOT NULL", (_relname(config.state_schema, "runs"),))
+            durable = cur.fetchone()[0]
+            if durable:  # the run's record is committed: its snapshot was taken on a second connection
+                cur.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE run_id = %s)").format(
+                    sql.Identifier(config.state_schema, "runs")), (run_id,))
+                durable = cur.fetchone()[0]
+            cur.execute(sql.SQL("SELECT t.{pk}::bigint, to_jsonb(t)::text FROM {tbl} t WHERE t.{pk} = ANY(%s)").format(
+                pk=sql.Identifier(pk_column), tbl=sql.Identifier(config.schema, table)), (pks,))
+            return dict(cur.fetchall()), durable
+    except psycopg2.Error as err:
+        logger.warning("could not read back deleted rows of %s on a second connection: %s",
+                       table, str(err).strip())
+        return None, False
+    finally:
+        side.close()
+
+
+def gone_elsewhere(cur, table: str) -> sql.Composable:
+    """A condition on ``s.pk``: not a row another session deleted during the run (``_bp_gone``)."""
+    cur.execute("SELECT to_regclass('pg_temp._bp_gone') IS NOT NULL")
+    if not cur.fetchone()[0]:
+        return sql.SQL("")
+    return sql.SQL(" AND NOT EXISTS (SELECT 1 FROM _bp_gone g WHERE g.table_name = {} AND g.pk = s.pk)").format(
+        sql.Literal(table))
