@@ -101,7 +101,16 @@ class CountingCursor(psycopg2.extensions.cursor):
 
     def execute(self, query, vars=None):  # noqa: A002 - psycopg2's own parameter name
         CountingConnection.count(1)
-        return super().execute(query, vars)
+        if CountingConnection.trace is None or CountingConnection.paused:
+            return super().execute(query, vars)
+        started = time.perf_counter()
+        try:
+            return super().execute(query, vars)
+        finally:  # --profile: seconds per statement text (its first 160 characters, as sent)
+            text = query.as_string(self) if hasattr(query, "as_string") else str(query)
+            key = " ".join(text.split())[:160]
+            seconds, calls = CountingConnection.trace.get(key, (0.0, 0))
+            CountingConnection.trace[key] = (seconds + time.perf_counter() - started, calls + 1)
 
     def executemany(self, query, vars_list):
         vars_list = list(vars_list)
@@ -125,6 +134,7 @@ class CountingConnection(psycopg2.extensions.connection):
     """Every cursor counts; commits and rollbacks count too (each is a round trip)."""
 
     statements = 0  # process-wide: the worker process measures one approach
+    trace = None  # --profile: {statement text: (seconds, calls)}
     paused = False  # while the legacy ETL's own steps run
 
     @classmethod
@@ -294,6 +304,8 @@ def run_protected(conn, etl, teams, clear: bool, profile: bool) -> tuple:
                 prof.disable()
 
     report = {}
+    if profile:
+        CountingConnection.trace = {}
     p = BulletproofTeamPreservation(conn)
     timed("enter", p.__enter__)
     try:
@@ -320,6 +332,11 @@ def run_protected(conn, etl, teams, clear: bool, profile: bool) -> tuple:
         out = io.StringIO()
         pstats.Stats(prof, stream=out).sort_stats("cumulative").print_stats(30)
         report["profile"] = out.getvalue()
+        slowest = sorted(CountingConnection.trace.items(), key=lambda kv: -kv[1][0])[:40]
+        report["statements_by_time"] = [
+            {"seconds": round(sec, 4), "calls": calls, "statement": text}
+            for text, (sec, calls) in slowest
+        ]
     return stages, legacy, report
 
 
@@ -1046,7 +1063,9 @@ def main(argv=None) -> int:
     parser.add_argument("--approaches", default=",".join(APPROACHES))
     parser.add_argument("--json", type=Path, help="write every measurement and the summary here")
     parser.add_argument(
-        "--profile", action="store_true", help="cProfile the protected run (in the JSON)"
+        "--profile",
+        action="store_true",
+        help="cProfile the protected run and time each statement it sends (both in the JSON)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the databases (for inspection)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)

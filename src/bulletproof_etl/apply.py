@@ -42,7 +42,7 @@ def _reason(template: str, dep) -> sql.Composed:
 
 # -- rows deleted since the snapshot ---------------------------------------------------------
 
-def _stage_missing(cur, config, table, pk, run_id, tr, keyed_pk=None) -> int:
+def _stage_missing(cur, config, table, pk, run_id, tr, keyed_pk=None, integer=False) -> int:
     """The snapshot's rows that are gone, in ``_bp_missing``: copied whole, or read back (keyed)."""
     tbl = sql.Identifier(config.schema, table)
     cur.execute("DROP TABLE IF EXISTS _bp_missing; DROP TABLE IF EXISTS _bp_changes")
@@ -52,8 +52,9 @@ def _stage_missing(cur, config, table, pk, run_id, tr, keyed_pk=None) -> int:
         cur.execute(
             sql.SQL("CREATE TEMP TABLE _bp_missing ON COMMIT DROP AS SELECT s.pk, s.row, s.row AS original "
                     "FROM {snap} s WHERE s.run_id = %s AND s.table_name = %s AND NOT EXISTS "
-                    "(SELECT 1 FROM {tbl} t WHERE {pk} = s.pk)").format(
-                snap=state(config, "snap_rows"), tbl=tbl, pk=pk_json(pk, "t")),
+                    "(SELECT 1 FROM {tbl} t WHERE {pk})").format(
+                snap=state(config, "snap_rows"), tbl=tbl,
+                pk=snapkeys.pk_equals(pk, integer)),
             (run_id, table),
         )
         missing = cur.rowcount
@@ -123,9 +124,9 @@ def _insert_missing(cur, config, table, pk) -> None:
                         (str(exc).strip().splitlines()[0], pk_text))
 
 
-def _reinsert(cur, config, table, pk, deps, run_id, unresolved, tr, keyed_pk=None) -> None:
+def _reinsert(cur, config, table, pk, deps, run_id, unresolved, tr, keyed_pk=None, integer=False) -> None:
     """Put back rows of the snapshot that are gone, their references rewritten through the maps."""
-    if not _stage_missing(cur, config, table, pk, run_id, tr, keyed_pk):
+    if not _stage_missing(cur, config, table, pk, run_id, tr, keyed_pk, integer):
         return
     for dep in deps:
         _rewrite_missing(cur, table, dep, unresolved)
@@ -239,6 +240,7 @@ def apply_restore(cur, config, catalog, run_id, unresolved: dict, report) -> Non
     from .restore import TableRestore
 
     keyed = snapkeys.keyed_tables(cur, config, run_id)
+    integer = snapkeys.integer_pks(cur, config)
     deps_of: dict = {}
     for dep in catalog.user_dependents():
         deps_of.setdefault(dep.table, []).append(dep)
@@ -266,7 +268,8 @@ def apply_restore(cur, config, catalog, run_id, unresolved: dict, report) -> Non
                 _null_live(cur, config, table, pk, dep, ids, tr, touched)
         tr.kept = tr.rows_before - len(touched)
         if run_id is not None:
-            _reinsert(cur, config, table, pk, deps, run_id, unresolved, tr, keyed.get(table))
+            _reinsert(cur, config, table, pk, deps, run_id, unresolved, tr, keyed.get(table),
+                      integer.get(table) == pk[0] and len(pk) == 1)
         cur.execute(count_sql, params)
         tr.rows_after = cur.fetchone()[0]
         report.tables[table] = tr

@@ -35,7 +35,7 @@ from psycopg2 import sql
 from . import snapkeys
 from .catalog import Catalog, current_keys
 from .config import ENTITIES, PreservationConfig
-from .snapshot import _copy_rows, pk_json, state
+from .snapshot import _copy_rows, state
 
 NULL_POLICIES = ("allowed", "since_snapshot", "forbidden")
 
@@ -118,12 +118,13 @@ def orphan_counts(cur, config: PreservationConfig, catalog: Catalog) -> dict:
     return out
 
 
-def null_counts(cur, config, catalog, run_id, policy: str) -> dict:
+def null_counts(cur, config, catalog, run_id, policy: str, keyed=None) -> dict:
     """NULL user references that the policy counts: all of them, or new ones without quarantine."""
     out = {}
     if policy == "allowed" or (policy == "since_snapshot" and run_id is None):
         return out
-    keyed = snapkeys.keyed_tables(cur, config, run_id) if policy == "since_snapshot" else {}
+    if policy == "since_snapshot" and keyed is None:
+        keyed = snapkeys.Keyed(cur, config, run_id, catalog)
     for dep in catalog.user_dependents():
         pk = catalog.primary_keys.get(dep.table)
         flt, params = _dep_filter(config, dep)
@@ -131,18 +132,19 @@ def null_counts(cur, config, catalog, run_id, policy: str) -> dict:
         col = sql.Identifier(dep.column)
         if policy == "forbidden":
             cur.execute(sql.SQL("SELECT count(*) FROM {} t WHERE t.{} IS NULL{}").format(tbl, col, flt), params)
-        elif dep.table in keyed:
-            n = snapkeys.nulled_keyed(cur, config, run_id, dep, keyed[dep.table])
+        elif keyed and dep.table in keyed.tables:
+            n = 0 if dep.column in keyed.same(dep.table) else snapkeys.nulled_keyed(
+                cur, config, run_id, dep, keyed.tables[dep.table])
             if n:
                 out[dep.label] = n
             continue
         elif pk:
             cur.execute(
-                sql.SQL("SELECT count(*) FROM {snap} s JOIN {tbl} t ON {pk} = s.pk WHERE s.run_id = %s "
+                sql.SQL("SELECT count(*) FROM {snap} s JOIN {tbl} t ON {pk} WHERE s.run_id = %s "
                         "AND s.table_name = %s AND s.row->>%s IS NOT NULL AND t.{col} IS NULL{flt} "
                         "AND NOT EXISTS (SELECT 1 FROM _bp_health_q q WHERE q.table_name = s.table_name "
                         "AND q.pk = s.pk AND q.column_name = %s)").format(
-                    snap=state(config, "snap_rows"), tbl=tbl, pk=pk_json(pk, "t"), col=col, flt=flt),
+                    snap=state(config, "snap_rows"), tbl=tbl, pk=keyed.pk_equals(dep.table, pk), col=col, flt=flt),
                 [run_id, dep.table, dep.column] + params + [dep.column],
             )
         else:
@@ -153,24 +155,25 @@ def null_counts(cur, config, catalog, run_id, policy: str) -> dict:
     return out
 
 
-def lost_rows(cur, config, catalog, run_id) -> dict:
+def lost_rows(cur, config, catalog, run_id, keyed=None) -> dict:
     out = {}
-    keyed = snapkeys.keyed_tables(cur, config, run_id)
+    keyed = keyed or snapkeys.Keyed(cur, config, run_id, catalog)
     for table in catalog.user_tables():
         pk = catalog.primary_keys.get(table)
         if not pk:
             continue
-        if table in keyed:
-            n = snapkeys.lost_keyed(cur, config, run_id, table, keyed[table])
+        if table in keyed.tables:
+            n = 0 if "" in keyed.same(table) else snapkeys.lost_keyed(cur, config, run_id, table, keyed.tables[table])
             if n:
                 out[table] = n
             continue
         cur.execute(
             sql.SQL("SELECT count(*) FROM {snap} s WHERE s.run_id = %s AND s.table_name = %s "
-                    "AND NOT EXISTS (SELECT 1 FROM {tbl} t WHERE {pk} = s.pk) "
+                    "AND NOT EXISTS (SELECT 1 FROM {tbl} t WHERE {pk}) "
                     "AND NOT EXISTS (SELECT 1 FROM _bp_health_q q WHERE q.table_name = s.table_name "
                     "AND q.pk = s.pk AND q.column_name = '')").format(
-                snap=state(config, "snap_rows"), tbl=sql.Identifier(config.schema, table), pk=pk_json(pk, "t")),
+                snap=state(config, "snap_rows"), tbl=sql.Identifier(config.schema, table),
+                pk=keyed.pk_equals(table, pk)),
             (run_id, table),
         )
         n = cur.fetchone()[0]
@@ -179,7 +182,7 @@ def lost_rows(cur, config, catalog, run_id) -> dict:
     return out
 
 
-def misattached_rows(cur, config, catalog, run_id, keys_now: dict) -> dict:
+def misattached_rows(cur, config, catalog, run_id, keys_now: dict, keyed=None) -> dict:
     """Rows whose reference has another natural key now than at snapshot time, unexplained.
 
     The key now is computed from the rows now (not taken from the ledger), so an old id that
@@ -198,26 +201,30 @@ def misattached_rows(cur, config, catalog, run_id, keys_now: dict) -> dict:
     cur.execute("ALTER TABLE _bp_keys_before ADD PRIMARY KEY (entity, id); ANALYZE _bp_keys_now; "
                 "ANALYZE _bp_keys_before")
     out = {}
-    keyed = snapkeys.keyed_tables(cur, config, run_id)
+    keyed = keyed or snapkeys.Keyed(cur, config, run_id, catalog)
+    cur.execute("SELECT DISTINCT b.entity FROM _bp_keys_before b JOIN _bp_keys_now a ON a.entity = b.entity "
+                "AND a.id = b.id WHERE a.key IS DISTINCT FROM b.key")
+    rekeyed = {r[0] for r in cur.fetchall()}  # entities with an id whose key changed
     for dep in catalog.user_dependents():
         pk = catalog.primary_keys.get(dep.table)
         if not pk:
             continue
-        if dep.table in keyed:
-            n = snapkeys.misattached_keyed(cur, config, run_id, dep, keyed[dep.table])
+        if dep.table in keyed.tables:
+            same = dep.column in keyed.same(dep.table) and dep.entity not in rekeyed
+            n = 0 if same else snapkeys.misattached_keyed(cur, config, run_id, dep, keyed.tables[dep.table])
             if n:
                 out[dep.label] = n
             continue
         cur.execute(
             sql.SQL(
-                "WITH moved AS MATERIALIZED (SELECT s.pk FROM {snap} s JOIN {tbl} t ON {pk} = s.pk "
+                "WITH moved AS MATERIALIZED (SELECT s.pk FROM {snap} s JOIN {tbl} t ON {pk} "
                 "JOIN _bp_keys_before b ON b.entity = %s AND b.id = (s.row->>%s)::bigint "
                 "JOIN _bp_keys_now a ON a.entity = %s AND a.id = t.{col} "
                 "WHERE s.run_id = %s AND s.table_name = %s AND a.key IS DISTINCT FROM b.key) "
                 "SELECT count(*) FROM moved WHERE NOT EXISTS (SELECT 1 FROM _bp_health_explained x "
                 "WHERE x.table_name = %s AND x.column_name = %s AND x.pk = moved.pk)"
             ).format(snap=state(config, "snap_rows"), tbl=sql.Identifier(config.schema, dep.table),
-                     pk=pk_json(pk, "t"), col=sql.Identifier(dep.column)),
+                     pk=keyed.pk_equals(dep.table, pk), col=sql.Identifier(dep.column)),
             (dep.entity, dep.column, dep.entity, run_id, dep.table, dep.table, dep.column),
         )
         n = cur.fetchone()[0]
@@ -304,10 +311,11 @@ def check_health(conn, config: PreservationConfig, catalog: Catalog, run_id=None
         has_state = run_id is not None and _state_exists(cur, config)
         if has_state:
             _stage_run_state(cur, config, run_id)
-        report.nulls = null_counts(cur, config, catalog, run_id if has_state else None, policy)
+        keyed = snapkeys.Keyed(cur, config, run_id, catalog) if has_state else None
+        report.nulls = null_counts(cur, config, catalog, run_id if has_state else None, policy, keyed)
         if has_state:
-            report.lost = lost_rows(cur, config, catalog, run_id)
-            report.misattached = misattached_rows(cur, config, catalog, run_id, keys_now)
+            report.lost = lost_rows(cur, config, catalog, run_id, keyed)
+            report.misattached = misattached_rows(cur, config, catalog, run_id, keys_now, keyed)
             cur.execute(sql.SQL("SELECT count(*) FROM {} WHERE run_id = %s").format(
                 state(config, "quarantine")), (run_id,))
             report.quarantined = cur.fetchone()[0]

@@ -54,6 +54,23 @@ WHERE i.indisprimary AND i.indnatts = 1 AND n.nspname = %s
 """
 
 
+def integer_pks(cur, config: PreservationConfig) -> dict:
+    """``{table: column}`` of the tables whose primary key is one integer column."""
+    cur.execute(_INTEGER_PKS, (config.schema,))
+    return dict(cur.fetchall())
+
+
+def pk_equals(pk: list, integer: bool, alias: str = "t", snap: str = "s") -> sql.Composed:
+    """``t.pk = s.pk`` for a live row and a snapshot row (``pk`` JSON): by the integer where the
+    key is one integer column (an index or hash lookup), else by building the JSON."""
+    from .snapshot import pk_json
+
+    if integer and len(pk) == 1:
+        return sql.SQL("{} = ({}->>{})::bigint").format(sql.Identifier(alias, pk[0]), sql.Identifier(snap, "pk"),
+                                                        sql.Literal(pk[0]))
+    return sql.SQL("{} = {}").format(pk_json(pk, alias), sql.Identifier(snap, "pk"))
+
+
 def compact_tables(cur, config: PreservationConfig, catalog: Catalog) -> dict:
     """``{table: primary key column}`` of the user tables to snapshot as keys, not whole."""
     if config.snapshot_rows == "all":
@@ -73,8 +90,7 @@ def compact_tables(cur, config: PreservationConfig, catalog: Catalog) -> dict:
                 at_risk.add(child)
                 sources.add(child)
                 changed = True
-    cur.execute(_INTEGER_PKS, (config.schema,))
-    integer_pk = dict(cur.fetchall())
+    integer_pk = integer_pks(cur, config)
     return {t: integer_pk[t] for t in catalog.user_tables() if t not in at_risk and t in integer_pk}
 
 
@@ -131,6 +147,54 @@ def snapped(config: PreservationConfig, column: str = "") -> sql.Composed:
 
 
 # -- the checks of a run against its keyed tables (health.py) ---------------------------------
+
+class Keyed:
+    """The keyed tables of one run, each compared once with its live table (for health).
+
+    :meth:`same` gives the snapshot's arrays that the live table still matches exactly:
+    ``''`` when the same primary keys are there, a column name when every row still holds
+    the id it held. Those need no row-by-row check: nothing is lost, NULLed or moved there
+    (an id whose key changed aside, which :func:`misattached_keyed` checks by id).
+    """
+
+    def __init__(self, cur, config: PreservationConfig, run_id, catalog: Catalog) -> None:
+        self.cur, self.config, self.run_id = cur, config, run_id
+        self.tables = keyed_tables(cur, config, run_id)
+        self.integer_pks = integer_pks(cur, config)
+        self.columns = {}
+        for dep in catalog.user_dependents():
+            self.columns.setdefault(dep.table, set()).add(dep.column)
+        self._same: dict = {}
+
+    def pk_equals(self, table: str, pk: list, alias: str = "t", snap: str = "s") -> sql.Composed:
+        return pk_equals(pk, self.integer_pks.get(table) == (pk[0] if len(pk) == 1 else None), alias, snap)
+
+    def same(self, table: str) -> set:
+        if table not in self._same:
+            self._same[table] = _unchanged(self.cur, self.config, self.run_id, table, self.tables[table],
+                                           sorted(self.columns.get(table, set()) - {self.tables[table]}))
+        return self._same[table]
+
+
+def _unchanged(cur, config, run_id, table, pk_column, columns) -> set:
+    aggregates = [sql.SQL("array_agg(t.{}::bigint) AS pks").format(sql.Identifier(pk_column))]
+    cases = []
+    for i, column in enumerate(columns):
+        aggregates.append(sql.SQL("array_agg(t.{}::bigint) AS {}").format(sql.Identifier(column),
+                                                                           sql.Identifier(f"a{i}")))
+        cases.append(sql.SQL("WHEN {} THEN k.ids IS NOT DISTINCT FROM l.{}").format(
+            sql.Literal(column), sql.Identifier(f"a{i}")))
+    cur.execute(
+        sql.SQL("SELECT k.column_name FROM {snap} k, (SELECT {aggs} FROM (SELECT {cols} FROM {tbl} ORDER BY {pk}) t) l "
+                "WHERE k.run_id = %s AND k.table_name = %s AND k.pks = coalesce(l.pks, '{{}}') "
+                "AND CASE k.column_name WHEN '' THEN true {cases} ELSE false END").format(
+            snap=sql.Identifier(config.state_schema, "snap_keys"), aggs=sql.SQL(", ").join(aggregates),
+            cols=sql.SQL(", ").join(map(sql.Identifier, [pk_column, *columns])),
+            tbl=sql.Identifier(config.schema, table), pk=sql.Identifier(pk_column), cases=sql.SQL(" ").join(cases)),
+        (run_id, table),
+    )
+    return {r[0] for r in cur.fetchall()}
+
 
 def lost_keyed(cur, config: PreservationConfig, run_id: int, table: str, pk_column: str) -> int:
     """Rows of the snapshot that are no longer in their table."""
