@@ -139,8 +139,8 @@ def snapshot_rows(conn, run_id: int) -> tuple:
                 refs[(table, pk_value, column)] = tuple(key) if key is not None else None
         cur.execute("SELECT entity, id, key FROM bulletproof.snap_entities WHERE run_id = %s", (run_id,))
         keys = {(e, i): tuple(k) if k is not None else None for e, i, k in cur.fetchall()}
-        cur.execute("SELECT table_name, column_name, pks, ids FROM bulletproof.snap_keys WHERE run_id = %s",
-                    (run_id,))
+        cur.execute("SELECT table_name, column_name, pks, ids FROM bulletproof.snap_keys WHERE run_id = %s "
+                    "AND NOT whole", (run_id,))  # whole: the rows are in snap_rows, the arrays are an index
         keyed = cur.fetchall()
     conn.rollback()
     entity_of = {(t, c): e for t, _pk, c, e in USER_REFS}

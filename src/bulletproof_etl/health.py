@@ -138,6 +138,8 @@ def null_counts(cur, config, catalog, run_id, policy: str, keyed=None) -> dict:
             if n:
                 out[dep.label] = n
             continue
+        elif dep.column in keyed.same(dep.table):
+            continue
         elif pk:
             cur.execute(
                 sql.SQL("SELECT count(*) FROM {snap} s JOIN {tbl} t ON {pk} WHERE s.run_id = %s "
@@ -162,8 +164,10 @@ def lost_rows(cur, config, catalog, run_id, keyed=None) -> dict:
         pk = catalog.primary_keys.get(table)
         if not pk:
             continue
+        if "" in keyed.same(table):
+            continue  # the same primary keys as at snapshot time
         if table in keyed.tables:
-            n = 0 if "" in keyed.same(table) else snapkeys.lost_keyed(cur, config, run_id, table, keyed.tables[table])
+            n = snapkeys.lost_keyed(cur, config, run_id, table, keyed.tables[table])
             if n:
                 out[table] = n
             continue
@@ -191,6 +195,15 @@ def misattached_rows(cur, config, catalog, run_id, keys_now: dict, keyed=None) -
     and a join on ``snap_entities`` by run alone would make the plan quadratic. The rows
     that moved are found first; only those are looked up among the explained ones.
     """
+    out = {}
+    keyed = keyed or snapkeys.Keyed(cur, config, run_id, catalog)
+    before = _keys_before(cur, config, run_id)
+    rekeyed = {e for e in ENTITIES  # entities with an id whose key changed since the snapshot
+               if any(keys_now[e].get(i, k) != k for i, k in before.get(e, {}).items())}
+    deps = [d for d in catalog.user_dependents() if catalog.primary_keys.get(d.table)
+            and not (d.column in keyed.same(d.table) and d.entity not in rekeyed)]
+    if not deps:
+        return out  # every reference holds the id it held, and every id its key
     cur.execute("DROP TABLE IF EXISTS _bp_keys_now; DROP TABLE IF EXISTS _bp_keys_before")
     cur.execute("CREATE TEMP TABLE _bp_keys_now (entity text, id bigint, key text[], PRIMARY KEY (entity, id)) "
                 "ON COMMIT DROP")
@@ -200,18 +213,10 @@ def misattached_rows(cur, config, catalog, run_id, keys_now: dict, keyed=None) -
                         "WHERE run_id = %s AND key IS NOT NULL").format(state(config, "snap_entities")), (run_id,))
     cur.execute("ALTER TABLE _bp_keys_before ADD PRIMARY KEY (entity, id); ANALYZE _bp_keys_now; "
                 "ANALYZE _bp_keys_before")
-    out = {}
-    keyed = keyed or snapkeys.Keyed(cur, config, run_id, catalog)
-    cur.execute("SELECT DISTINCT b.entity FROM _bp_keys_before b JOIN _bp_keys_now a ON a.entity = b.entity "
-                "AND a.id = b.id WHERE a.key IS DISTINCT FROM b.key")
-    rekeyed = {r[0] for r in cur.fetchall()}  # entities with an id whose key changed
-    for dep in catalog.user_dependents():
-        pk = catalog.primary_keys.get(dep.table)
-        if not pk:
-            continue
+    for dep in deps:
+        pk = catalog.primary_keys[dep.table]
         if dep.table in keyed.tables:
-            same = dep.column in keyed.same(dep.table) and dep.entity not in rekeyed
-            n = 0 if same else snapkeys.misattached_keyed(cur, config, run_id, dep, keyed.tables[dep.table])
+            n = snapkeys.misattached_keyed(cur, config, run_id, dep, keyed.tables[dep.table])
             if n:
                 out[dep.label] = n
             continue
@@ -231,6 +236,16 @@ def misattached_rows(cur, config, catalog, run_id, keys_now: dict, keyed=None) -
         if n:
             out[dep.label] = n
     cur.execute("DROP TABLE _bp_keys_now; DROP TABLE _bp_keys_before")
+    return out
+
+
+def _keys_before(cur, config, run_id) -> dict:
+    """``{entity: {id: key}}`` of the run's entity snapshot (ids that had a key)."""
+    cur.execute(sql.SQL("SELECT entity, id, key FROM {} WHERE run_id = %s AND key IS NOT NULL").format(
+        state(config, "snap_entities")), (run_id,))
+    out: dict = {}
+    for entity, id_, key in cur.fetchall():
+        out.setdefault(entity, {})[id_] = tuple(key)
     return out
 
 

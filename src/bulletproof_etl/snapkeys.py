@@ -94,13 +94,23 @@ def compact_tables(cur, config: PreservationConfig, catalog: Catalog) -> dict:
     return {t: integer_pk[t] for t in catalog.user_tables() if t not in at_risk and t in integer_pk}
 
 
+def _filter(where) -> tuple:
+    """`` WHERE t.col ILIKE %s`` and its parameter for a (column, pattern), else nothing."""
+    if not where:
+        return sql.SQL(""), []
+    return sql.SQL(" WHERE {} ILIKE %s").format(sql.Identifier(where[0])), [where[1]]
+
+
 def snapshot_keys(cur, config: PreservationConfig, run_id: int, table: str, pk_column: str,
-                  columns: list) -> int:
+                  columns: list, *, where=None, whole: bool = False) -> int:
     """One aggregate over ``table``: its primary keys and, per reference column, the ids.
 
     The arrays are filled from one ordered scan, so position i of every array is one row.
+    ``where`` (column, ILIKE pattern) keeps the user rows of an ETL-owned table; ``whole``
+    marks a table whose rows are in ``snap_rows`` too (the arrays then only speed up checks).
     Returns the number of rows.
     """
+    flt, flt_params = _filter(where)
     cols = sorted(set(columns) - {pk_column})
     aggregates = [sql.SQL("array_agg(t.{}::bigint) AS pks").format(sql.Identifier(pk_column))]
     values = [sql.SQL("('', s.pks, NULL::bigint[])")]
@@ -110,28 +120,30 @@ def snapshot_keys(cur, config: PreservationConfig, run_id: int, table: str, pk_c
         values.append(sql.SQL("({}, s.pks, s.{})").format(sql.Literal(column), alias))
     cur.execute(
         sql.SQL(
-            "INSERT INTO {snap} (run_id, table_name, column_name, pk_column, pks, ids) "
-            "SELECT %s, %s, x.column_name, %s, coalesce(x.pks, '{{}}'), x.ids FROM "
-            "(SELECT {aggs} FROM (SELECT {cols} FROM {tbl} ORDER BY {pk}) t) s, "
+            "INSERT INTO {snap} (run_id, table_name, column_name, pk_column, pks, ids, whole) "
+            "SELECT %s, %s, x.column_name, %s, coalesce(x.pks, '{{}}'), x.ids, {whole} FROM "
+            "(SELECT {aggs} FROM (SELECT {cols} FROM {tbl}{flt} ORDER BY {pk}) t) s, "
             "LATERAL (VALUES {values}) x(column_name, pks, ids) RETURNING cardinality(pks)"
         ).format(snap=sql.Identifier(config.state_schema, "snap_keys"), aggs=sql.SQL(", ").join(aggregates),
-                 cols=sql.SQL(", ").join(map(sql.Identifier, [pk_column, *cols])),
-                 tbl=sql.Identifier(config.schema, table), pk=sql.Identifier(pk_column),
+                 cols=sql.SQL(", ").join(map(sql.Identifier, [pk_column, *cols])), whole=sql.Literal(whole),
+                 tbl=sql.Identifier(config.schema, table), flt=flt, pk=sql.Identifier(pk_column),
                  values=sql.SQL(", ").join(values)),
-        (run_id, table, pk_column),
+        [run_id, table, pk_column, *flt_params],
     )
     return cur.fetchall()[0][0]
 
 
-def keyed_tables(cur, config: PreservationConfig, run_id) -> dict:
-    """``{table: primary key column}`` of the tables a run snapshotted as keys."""
+def keyed_tables(cur, config: PreservationConfig, run_id, *, whole: bool = False) -> dict:
+    """``{table: primary key column}`` of the tables a run snapshotted as keys only; with
+    ``whole``, also of those copied whole that have arrays besides."""
     if run_id is None:
         return {}
     cur.execute("SELECT to_regclass(format('%%I.%%I', %s::text, 'snap_keys'))", (config.state_schema,))
     if cur.fetchone()[0] is None:  # a state schema older than snap_keys: every table is whole
         return {}
-    cur.execute(sql.SQL("SELECT table_name, pk_column FROM {} WHERE run_id = %s AND column_name = ''").format(
-        sql.Identifier(config.state_schema, "snap_keys")), (run_id,))
+    cur.execute(sql.SQL("SELECT table_name, pk_column FROM {} WHERE run_id = %s AND column_name = '' "
+                        "AND (%s OR NOT whole)").format(sql.Identifier(config.state_schema, "snap_keys")),
+                (run_id, whole))
     return dict(cur.fetchall())
 
 
@@ -160,23 +172,31 @@ class Keyed:
     def __init__(self, cur, config: PreservationConfig, run_id, catalog: Catalog) -> None:
         self.cur, self.config, self.run_id = cur, config, run_id
         self.tables = keyed_tables(cur, config, run_id)
+        self.arrays = keyed_tables(cur, config, run_id, whole=True)  # the keyed ones and some whole ones
         self.integer_pks = integer_pks(cur, config)
-        self.columns = {}
+        self.columns: dict = {}
+        self.where: dict = {}
         for dep in catalog.user_dependents():
             self.columns.setdefault(dep.table, set()).add(dep.column)
+            if dep.filter_column:
+                self.where[dep.table] = (dep.filter_column, dep.filter_pattern)
         self._same: dict = {}
 
     def pk_equals(self, table: str, pk: list, alias: str = "t", snap: str = "s") -> sql.Composed:
         return pk_equals(pk, self.integer_pks.get(table) == (pk[0] if len(pk) == 1 else None), alias, snap)
 
     def same(self, table: str) -> set:
+        if table not in self.arrays:
+            return set()
         if table not in self._same:
-            self._same[table] = _unchanged(self.cur, self.config, self.run_id, table, self.tables[table],
-                                           sorted(self.columns.get(table, set()) - {self.tables[table]}))
+            pk = self.arrays[table]
+            self._same[table] = _unchanged(self.cur, self.config, self.run_id, table, pk,
+                                           sorted(self.columns.get(table, set()) - {pk}), self.where.get(table))
         return self._same[table]
 
 
-def _unchanged(cur, config, run_id, table, pk_column, columns) -> set:
+def _unchanged(cur, config, run_id, table, pk_column, columns, where) -> set:
+    flt, params = _filter(where)
     aggregates = [sql.SQL("array_agg(t.{}::bigint) AS pks").format(sql.Identifier(pk_column))]
     cases = []
     for i, column in enumerate(columns):
@@ -185,13 +205,14 @@ def _unchanged(cur, config, run_id, table, pk_column, columns) -> set:
         cases.append(sql.SQL("WHEN {} THEN k.ids IS NOT DISTINCT FROM l.{}").format(
             sql.Literal(column), sql.Identifier(f"a{i}")))
     cur.execute(
-        sql.SQL("SELECT k.column_name FROM {snap} k, (SELECT {aggs} FROM (SELECT {cols} FROM {tbl} ORDER BY {pk}) t) l "
+        sql.SQL("SELECT k.column_name FROM {snap} k, (SELECT {aggs} FROM (SELECT {cols} FROM {tbl}{flt} ORDER BY {pk}) t) l "
                 "WHERE k.run_id = %s AND k.table_name = %s AND k.pks = coalesce(l.pks, '{{}}') "
                 "AND CASE k.column_name WHEN '' THEN true {cases} ELSE false END").format(
             snap=sql.Identifier(config.state_schema, "snap_keys"), aggs=sql.SQL(", ").join(aggregates),
             cols=sql.SQL(", ").join(map(sql.Identifier, [pk_column, *columns])),
-            tbl=sql.Identifier(config.schema, table), pk=sql.Identifier(pk_column), cases=sql.SQL(" ").join(cases)),
-        (run_id, table),
+            tbl=sql.Identifier(config.schema, table), flt=flt, pk=sql.Identifier(pk_column),
+            cases=sql.SQL(" ").join(cases)),
+        [*params, run_id, table],
     )
     return {r[0] for r in cur.fetchall()}
 

@@ -98,9 +98,11 @@ _DDL = [
         PRIMARY KEY (run_id, table_name, column_name))""",
     # integers barely compress: store them out of line as they are, without the CPU for trying
     "ALTER TABLE {s}.snap_keys ALTER COLUMN pks SET STORAGE EXTERNAL, ALTER COLUMN ids SET STORAGE EXTERNAL",
+    # true: the table's rows are in snap_rows too, the arrays only make its checks cheap
+    "ALTER TABLE {s}.snap_keys ADD COLUMN IF NOT EXISTS whole boolean NOT NULL DEFAULT false",
 ]
 #: (table, column) created by the last statements of _DDL: present means the schema is current
-_NEWEST = ("snap_keys", "ids")
+_NEWEST = ("snap_keys", "whole")
 
 STATE_TABLES = ("runs", "ledger", "snap_entities", "snap_rows", "snap_keys", "mappings", "quarantine")
 
@@ -243,7 +245,7 @@ def snapshot_user_rows(conn, config: PreservationConfig, run_id: int, catalog: C
     reference to a missing row has no key). The other tables go to ``snap_keys`` as primary
     keys and referenced ids (:mod:`.snapkeys`).
     """
-    from .snapkeys import compact_tables, snapshot_keys
+    from .snapkeys import compact_tables, integer_pks, snapshot_keys
 
     counts = {}
     filters = {}
@@ -258,6 +260,7 @@ def snapshot_user_rows(conn, config: PreservationConfig, run_id: int, catalog: C
                             "FROM {} WHERE run_id = %s").format(state(config, "snap_entities")), (run_id,))
         cur.execute("ANALYZE _bp_refkeys")
         compact = compact_tables(cur, config, catalog)
+        integer = integer_pks(cur, config)
         for table in catalog.user_tables():
             pk = catalog.primary_keys.get(table)
             if not pk:
@@ -274,6 +277,9 @@ def snapshot_user_rows(conn, config: PreservationConfig, run_id: int, catalog: C
             if table in filters:
                 where = sql.SQL(" WHERE t.{} ILIKE %s").format(sql.Identifier(filters[table][0]))
                 params.append(filters[table][1])
+            if integer.get(table) == pk[0] and len(pk) == 1:  # arrays besides: cheap checks when unchanged
+                snapshot_keys(cur, config, run_id, table, pk[0], [d.column for d in refs_of.get(table, [])],
+                              where=filters.get(table), whole=True)
             cur.execute(
                 sql.SQL(
                     "INSERT INTO {snap} (run_id, table_name, pk, row, refs) "
