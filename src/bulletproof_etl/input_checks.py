@@ -16,6 +16,7 @@ record and the field, before any SQL runs:
 
 from __future__ import annotations
 
+import functools
 import re
 
 from .config import canonical_name, canonical_series
@@ -27,6 +28,8 @@ INVISIBLE = frozenset(
     "\u202a\u202b\u202c\u202d\u202e"  # bidirectional embeddings and overrides
     "\u2066\u2067\u2068\u2069"  # bidirectional isolates
 )
+# the same set as one compiled class: one C-level search per value, not a test per character
+_INVISIBLE = re.compile("[" + "".join(sorted(INVISIBLE)) + "]")
 TEXT_FIELDS = ("league_code", "club_name", "series_name", "team_name", "team_alias", "display_name")
 # the record's field names as the caller wrote them (TeamRecord renames league_id)
 _FIELD_NAME = {"league_code": "league_id"}
@@ -47,10 +50,11 @@ def _compact(designation: str) -> str:
     return _LEADING_ZEROS.sub("", designation.replace(" ", "").casefold())
 
 
-def _designations(record) -> list | None:
-    """The series the team name claims (spellings to accept), or None when it claims none."""
+def _designations(record, club: str) -> tuple | None:
+    """The series the team name claims (spellings to accept), or None when it claims none.
+
+    ``club`` is ``canonical_name(record.club_name)``."""
     name = canonical_name(record.team_name)
-    club = canonical_name(record.club_name)
     match = None
     if name.startswith(club) and name != club:
         match = _AFTER_CLUB.match(name[len(club) :].strip())
@@ -58,16 +62,28 @@ def _designations(record) -> list | None:
         match = _DASH_NUMBER.search(name)
     if match is None:
         return None
-    number, letters = match["num"], match["letters"] or ""
+    return _claimed(match["num"], match["letters"] or "")
+
+
+@functools.lru_cache(maxsize=4096)
+def _claimed(number: str, letters: str) -> tuple:
     # "1a" may be a sub-team of series 1 or series "1a" itself: either agrees
-    return [_compact(number + letters), _compact(number)]
+    # (cached: a few hundred designations recur over every record)
+    return (_compact(number + letters), _compact(number))
 
 
-def _check_series(record, source: str) -> None:
-    claimed = _designations(record)
+def _check_series(record, source: str, memo: dict) -> None:
+    """``memo`` keeps each club's and series' canonical form across the records of one call."""
+    club = memo.get(record.club_name)
+    if club is None:
+        club = memo[record.club_name] = canonical_name(record.club_name)
+    claimed = _designations(record, club)
     if claimed is None:
         return
-    series = _compact(canonical_series(record.league_code, record.series_name))
+    series = memo.get((record.league_code, record.series_name))
+    if series is None:
+        series = memo[(record.league_code, record.series_name)] = _compact(
+            canonical_series(record.league_code, record.series_name))
     if series not in claimed:
         raise InvalidInput(
             f"team name {record.team_name!r} names series {claimed[0]!r}, but the record's series is "
@@ -79,23 +95,27 @@ def _check_series(record, source: str) -> None:
 
 
 def _check_invisible(record, source: str) -> None:
+    values = [getattr(record, attr) for attr in TEXT_FIELDS]
+    if _INVISIBLE.search("".join([v for v in values if v is not None])) is None:
+        return  # the usual case: one search over the whole record
     for attr in TEXT_FIELDS:
         value = getattr(record, attr)
         if value is None:
             continue
-        for ch in value:
-            if ch in INVISIBLE:
-                raise InvalidInput(
-                    f"contains the invisible formatting character U+{ord(ch):04X}",
-                    record=record.index,
-                    field=_FIELD_NAME.get(attr, attr),
-                    source=source,
-                )
+        found = _INVISIBLE.search(value)
+        if found is not None:
+            raise InvalidInput(
+                f"contains the invisible formatting character U+{ord(found.group()):04X}",
+                record=record.index,
+                field=_FIELD_NAME.get(attr, attr),
+                source=source,
+            )
 
 
 def check_teams(records: list, *, source: str = "teams_data") -> list:
     """Raise :class:`InvalidInput` for the first record that fails a check; else return ``records``."""
+    memo: dict = {}
     for record in records:
         _check_invisible(record, source)
-        _check_series(record, source)
+        _check_series(record, source, memo)
     return records
