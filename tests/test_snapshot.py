@@ -11,7 +11,7 @@ from psycopg2 import sql
 import bulletproof_etl.team_upsert as team_upsert
 from bulletproof_etl import BulletproofTeamPreservation
 from bulletproof_etl.config import DEFAULT_CONFIG
-from bulletproof_etl.snapshot import ensure_state_schema
+from bulletproof_etl.snapshot import PRESENT, ensure_state_schema
 from core_support import legacy_run, loaded_etl, one_value, season
 from rally_etl.activity import create_user_activity
 from support import entity_keys, snapshot_rows, user_ref_keys, user_row_counts
@@ -72,28 +72,41 @@ def test_g2_snapshot_holds_every_user_row_with_the_key_of_what_it_references(con
     assert checked == len(refs)
 
 
+def _ledger(conn) -> dict:
+    with conn.cursor() as cur:
+        cur.execute("SELECT entity, id, key, first_run, last_run, xmin::text FROM bulletproof.ledger")
+        out = {(e, i): (tuple(k), f, lr, x) for e, i, k, f, lr, x in cur.fetchall()}
+    conn.rollback()
+    return out
+
+
 def test_ledger_records_first_and_last_run_of_every_id(conn, loaded):
+    """``last_run`` is PRESENT while the id is there, else the last run that saw it; an
+    unchanged id's ledger row is never written again."""
     teams = loaded.extract_teams()
     first = _run(conn, teams).run_id
     gone = one_value(conn, "SELECT max(id) FROM teams")
-    with conn.cursor() as cur:  # one team vanishes for good after the first run
+    with conn.cursor() as cur:  # one team vanishes after the first run
         cur.execute("SET session_replication_role = replica")
         cur.execute("DELETE FROM teams WHERE id = %s", (gone,))
         cur.execute("SET session_replication_role = DEFAULT")
     conn.commit()
     keys = entity_keys(conn)
     _run(conn, teams, force=True)
-    last = _run(conn, teams, force=True).run_id
-    with conn.cursor() as cur:
-        cur.execute("SELECT entity, id, key, first_run, last_run FROM bulletproof.ledger")
-        ledger = {(e, i): (tuple(k), f, lr) for e, i, k, f, lr in cur.fetchall()}
-    conn.rollback()
-    # the vanished team came back under its old id in the second run (the ledger knew it)
-    assert ledger[("teams", gone)][1:] == (first, last)
+    after_second = _ledger(conn)
+    # the second run's snapshot did not find it: the last run that saw it is the first
+    assert after_second[("teams", gone)][1:3] == (first, first)
+    # and the second run brought it back under its old id (the ledger knew it)
+    _run(conn, teams, force=True)
+    ledger = _ledger(conn)
+    assert ledger[("teams", gone)][1:3] == (first, PRESENT)
     for entity in ENTITIES:
         for id_, key in keys[entity].items():
-            assert ledger[(entity, id_)] == (key, first, last), (entity, id_)
+            assert ledger[(entity, id_)][:3] == (key, first, PRESENT), (entity, id_)
     assert len(ledger) == sum(len(keys[e]) for e in ENTITIES) + 1
+    # the third run wrote the row of the id seen again, and no other
+    rewritten = {k for k, v in ledger.items() if v[3] != after_second[k][3]}
+    assert rewritten == {("teams", gone)}
 
 
 def test_runs_table_records_every_run_with_outcome_and_counts(conn, loaded, monkeypatch):

@@ -9,15 +9,17 @@ from .config import ENTITIES, PreservationConfig
 from .snapshot import _copy_rows, record_ledger
 
 
-def ledger_add(conn, config: PreservationConfig, run_id: int) -> int:
+def ledger_add(conn, config: PreservationConfig, run_id: int, keys: dict | None = None) -> int:
     """Record every current entity id the ledger does not know yet; returns how many.
 
     One probe first: after an import that created nothing (the usual repeat) no id is new,
-    and the keys of every row need not be computed and copied at all.
+    and the keys of every row need not be computed and copied at all. ``keys`` are the
+    current keys (:func:`current_keys`) when the caller has them already.
     """
     if not _unseen_ids(conn, config):
         return 0
-    keys = current_keys(conn, config)
+    if not keys:
+        keys = current_keys(conn, config)
     with conn.cursor() as cur:
         cur.execute("DROP TABLE IF EXISTS _bp_newkeys")
         cur.execute("CREATE TEMP TABLE _bp_newkeys (entity text, id bigint, key text[]) ON COMMIT DROP")
@@ -27,14 +29,14 @@ def ledger_add(conn, config: PreservationConfig, run_id: int) -> int:
             sql.SQL("DELETE FROM _bp_newkeys n USING {} l WHERE l.entity = n.entity AND l.id = n.id").format(
                 sql.Identifier(config.state_schema, "ledger"))
         )
-        added = 0
-        for entity in ENTITIES:
-            source = sql.SQL(
+        source = sql.SQL(" UNION ALL ").join(
+            sql.SQL(
                 "SELECT n.entity, n.id, n.key, to_jsonb(t) AS row FROM _bp_newkeys n JOIN {tbl} t ON t.id = n.id "
                 "WHERE n.entity = {ent}"
             ).format(tbl=sql.Identifier(config.schema, config.table(entity)), ent=sql.Literal(entity))
-            record_ledger(cur, config, run_id, source)
-            added += cur.rowcount
+            for entity in ENTITIES
+        )
+        added = record_ledger(cur, config, run_id, source)
         cur.execute("DROP TABLE _bp_newkeys")
     return added
 

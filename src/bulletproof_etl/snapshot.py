@@ -182,9 +182,10 @@ def _copy_value(value) -> str:
 
 
 def snapshot_entities(conn, config: PreservationConfig, run_id: int, keys: dict) -> dict:
-    """Copy every entity row with its key into ``snap_entities``; add new ids to the ledger.
+    """Copy every entity row with its key into ``snap_entities``; bring the ledger up to date.
 
-    The keys are staged first, so each row is written once, already with its key.
+    The keys are staged first, so each row is written once, already with its key. The
+    ledger is written only where something changed (:func:`record_ledger`).
     """
     counts = {}
     with conn.cursor() as cur:
@@ -208,7 +209,7 @@ def snapshot_entities(conn, config: PreservationConfig, run_id: int, keys: dict)
         record_ledger(cur, config, run_id, source=sql.SQL(
             "SELECT k.entity, k.id, k.key, s.row FROM _bp_keys k JOIN {snap} s "
             "ON s.run_id = %(run)s AND s.entity = k.entity AND s.id = k.id WHERE k.key IS NOT NULL"
-        ).format(snap=state(config, "snap_entities")))
+        ).format(snap=state(config, "snap_entities")), complete=True)
         cur.execute("DROP TABLE _bp_keys")
     _add_counts(conn, config, run_id, "entities", counts)
     return counts
@@ -223,17 +224,48 @@ def _add_counts(conn, config: PreservationConfig, run_id: int, what: str, counts
         )
 
 
-def record_ledger(cur, config: PreservationConfig, run_id: int, source: sql.Composable) -> None:
-    """Add ids the ledger has not seen; refresh the row of known ones; keys never change."""
+#: ``ledger.last_run`` of an id that is present (see :func:`record_ledger`): above every run id.
+PRESENT = 2**63 - 1
+
+
+def record_ledger(cur, config: PreservationConfig, run_id: int, source: sql.Composable, *,
+                  complete: bool = False) -> int:
+    """Bring the ledger up to date with ``source`` (entity, id, key, row); returns ids added.
+
+    ``first_run`` is the run that first saw the id. ``last_run`` is the last run whose entity
+    snapshot (or ledger update) found the id with its key; while it still does, ``last_run``
+    is :data:`PRESENT`, which sorts above every run id, so "the id seen last" and "seen
+    in or after run N" read the same as if every present id were refreshed to the latest run,
+    yet an unchanged id is never written. Only these are written: ids the ledger has never
+    seen (``first_run`` = this run), ids whose row changed, ids seen again after being
+    absent, and, when ``source`` is ``complete`` (every id with a key now, the entity
+    snapshot), ids no longer present under their key: their ``last_run`` becomes the last
+    run that saw them, the latest earlier entity snapshot (or their ``first_run``, if later).
+    Keys never change: an id found under another key is not refreshed.
+    """
+    gone = sql.SQL("")
+    if complete:
+        gone = sql.SQL(
+            ", gone AS (UPDATE {ledger} l SET last_run = greatest(l.first_run, (SELECT max(r.run_id) FROM {runs} r"
+            " WHERE r.run_id < %(run)s AND r.counts ? 'entities'))"
+            " WHERE l.last_run = %(present)s AND NOT EXISTS (SELECT 1 FROM src"
+            " WHERE src.entity = l.entity AND src.id = l.id AND src.key = l.key) RETURNING 1)"
+        ).format(ledger=state(config, "ledger"), runs=state(config, "runs"))
     cur.execute(
         sql.SQL(
-            "INSERT INTO {ledger} (entity, id, key, row, first_run, last_run) "
-            "SELECT src.entity, src.id, src.key, src.row, %(run)s, %(run)s FROM ({source}) src "
-            "ON CONFLICT (entity, id) DO UPDATE SET last_run = EXCLUDED.last_run, row = EXCLUDED.row "
-            "WHERE {ledger}.key = EXCLUDED.key"
-        ).format(ledger=state(config, "ledger"), source=source),
-        {"run": run_id},
+            "WITH src AS MATERIALIZED ({source}), "
+            "added AS (INSERT INTO {ledger} (entity, id, key, row, first_run, last_run) "
+            " SELECT src.entity, src.id, src.key, src.row, %(run)s, %(present)s FROM src"
+            " WHERE NOT EXISTS (SELECT 1 FROM {ledger} l WHERE l.entity = src.entity AND l.id = src.id)"
+            " RETURNING 1), "
+            "seen AS (UPDATE {ledger} l SET last_run = %(present)s, row = src.row FROM src"
+            " WHERE l.entity = src.entity AND l.id = src.id AND l.key = src.key"
+            " AND (l.last_run IS DISTINCT FROM %(present)s OR l.row IS DISTINCT FROM src.row) RETURNING 1)"
+            "{gone} SELECT (SELECT count(*) FROM added)"
+        ).format(ledger=state(config, "ledger"), source=source, gone=gone),
+        {"run": run_id, "present": PRESENT},
     )
+    return cur.fetchone()[0]
 
 
 def snapshot_user_rows(conn, config: PreservationConfig, run_id: int, catalog: Catalog) -> dict:
