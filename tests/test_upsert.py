@@ -7,7 +7,9 @@ import psycopg2
 import pytest
 
 from bulletproof_etl import BulletproofTeamPreservation, InvalidInput
+from bulletproof_etl.catalog import current_keys
 from bulletproof_etl.config import DEFAULT_CONFIG
+from bulletproof_etl.ledger import ledger_add
 from bulletproof_etl.snapshot import ensure_state_schema
 from bulletproof_etl.team_upsert import team_write, upsert_teams
 from bulletproof_etl.upsert import set_based_statement, upsert_entities
@@ -23,7 +25,10 @@ def T(club, series, name=None, league="APTA_CHICAGO", **extra):
 
 def _import(conn, teams, **kw):
     ensure_state_schema(conn, DEFAULT_CONFIG)
-    result, parents = upsert_teams(conn, DEFAULT_CONFIG, validate_teams(teams), **kw)
+    current: dict = {}
+    result, parents = upsert_teams(conn, DEFAULT_CONFIG, validate_teams(teams), current=current, **kw)
+    # the keys the upsert hands on (to the ledger) are the keys read afresh
+    assert current == current_keys(conn, DEFAULT_CONFIG)
     return result, parents
 
 
@@ -219,3 +224,20 @@ def test_g5_empty_or_mostly_empty_import_after_a_legacy_clear_is_refused(db_dsn,
         result = p.preserve_teams_during_import(etl.extract_teams()[:15])
     conn.commit()
     assert result["read"] == 15
+
+
+def test_keys_handed_on_include_a_team_whose_parent_came_back_under_its_old_id(conn):
+    teams = [T("Lakeview", "Chicago 22"), T("Oakridge", "Chicago 22")]
+    _import(conn, teams)
+    assert ledger_add(conn, DEFAULT_CONFIG, 1) == 6  # a league, two clubs, a series, two teams
+    with conn.cursor() as cur:  # the legacy way: the club deleted under its team, then again
+        cur.execute("SET session_replication_role = replica")
+        cur.execute("DELETE FROM clubs WHERE name = 'Lakeview' RETURNING id")
+        old_id = cur.fetchone()[0]
+        cur.execute("INSERT INTO clubs (name) VALUES ('Lakeview') RETURNING id")
+        assert cur.fetchone()[0] != old_id
+        cur.execute("SET session_replication_role = DEFAULT")
+    assert None in current_keys(conn, DEFAULT_CONFIG)["teams"].values()  # the team has no club now
+    _result, parents = _import(conn, teams)  # asserts the keys handed on
+    assert parents["clubs"].rekeyed == 1
+    assert None not in current_keys(conn, DEFAULT_CONFIG)["teams"].values()

@@ -320,8 +320,10 @@ class BulletproofTeamPreservation:
             self.backup_user_data()
         self.stage = "upsert"
         started = time.perf_counter()
-        result, parents = upsert_teams(self.conn, self.config, records, league=self.league, force=self.force)
-        ledger_add(self.conn, self.config, self.report.run_id)
+        keys: dict = {}  # filled by the upsert with the keys it leaves: the ledger needs no second read
+        result, parents = upsert_teams(self.conn, self.config, records, league=self.league, force=self.force,
+                                       current=keys)
+        ledger_add(self.conn, self.config, self.report.run_id, keys)
         self._upsert = result
         self.report.teams = result.to_dict()
         for entity, res in parents.items():

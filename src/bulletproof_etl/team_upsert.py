@@ -150,15 +150,28 @@ def team_write(config: PreservationConfig) -> Write:
 
 
 def upsert_teams(conn, config: PreservationConfig, records: list, *, league: str | None = None,
-                 force: bool = False) -> tuple:
+                 force: bool = False, current: dict | None = None) -> tuple:
     """Upsert validated :class:`TeamRecord` items; returns (UpsertResult, parent results).
 
     Order: parents re-keyed and completed, teams re-keyed, then the staged team upsert,
     then retirement of the active teams the import no longer names (within ``league``).
+
+    ``current``: the keys now (:func:`current_keys`) if the caller has them; pass a dict
+    (``{}`` too) to get back, in it, the keys the upsert leaves, without reading them again.
     """
     ensure_state_schema(conn, config)
-    current = current_keys(conn, config)
+    if not current:
+        fresh = current_keys(conn, config)
+        if current is None:
+            current = fresh
+        else:
+            current.update(fresh)
     parent_results = ensure_parents(conn, config, records, current)
+    if (any(k is None for k in current["teams"].values())
+            and any(r.rekeyed or r.ids for r in parent_results.values())):
+        # a team whose parent was missing may have one now (a re-keyed or re-inserted parent
+        # took the id it points at); keys of the others cannot change: parents keep their names
+        current["teams"] = current_keys(conn, config)["teams"]
     rekey = rekey_entity(conn, config, "teams", current["teams"], ledger_known=True)
     parents = {e: _ids_by_key(current[e]) for e in PARENTS}
     result = UpsertResult("teams", read=len(records))
@@ -169,6 +182,10 @@ def upsert_teams(conn, config: PreservationConfig, records: list, *, league: str
         resolve_ids(cur, config, "teams")
         _check_retirement(cur, config, league, force, len(rows))
         write_staged(cur, team_write(config), result)
+        # every staged team now has its key under its id (a row found by key, updated to the
+        # same parents' keys, or inserted); teams not staged keep theirs: retiring changes no key
+        for key, id_ in result.ids.items():
+            current["teams"][id_] = key
         result.retired_ids = _retire(cur, config, league)
         result.retired = len(result.retired_ids)
         keep_sequence_ahead(cur, config, "teams", ledger=True)
@@ -223,7 +240,8 @@ def _check_retirement(cur, config: PreservationConfig, league, force: bool, inco
 
 def _ledger_baseline(cur, config: PreservationConfig, league) -> tuple:
     """``(absent from the import, total)`` among the active teams of the ledger's latest run
-    (the snapshot of this run, taken before the legacy ETL deleted them), within ``league``."""
+    (the snapshot of this run, taken before the legacy ETL deleted them: their ``last_run``
+    is ``PRESENT``), within ``league``."""
     cur.execute(
         sql.SQL(
             "SELECT count(*) FILTER (WHERE s.key IS NULL), count(*) FROM {ledger} l "
