@@ -17,6 +17,7 @@ from psycopg2 import sql
 
 from .catalog import current_keys
 from .config import PreservationConfig
+from .rekey import create_fk_indexes, drop_fk_indexes
 from .snapshot import _copy_rows, state
 from .upsert import keep_sequence_ahead
 
@@ -95,6 +96,7 @@ def repair_entity(conn, config, catalog, run_id: int, entity: str, desired: dict
         snap = snapshot_entities(cur, config, run_id, entity)
         out.in_snapshot = len(snap)
         referencing = _referencing(catalog, config, entity)
+        indexes = None  # temporary indexes on unindexed foreign keys, for the first pass's moves
         for _ in range(len(desired) + 1):  # each pass frees ids for the next; bounded
             now = current_keys(conn, config)[entity]
             holders: dict = {}
@@ -112,6 +114,8 @@ def repair_entity(conn, config, catalog, run_id: int, entity: str, desired: dict
                     moves[ids[0]] = want
             if not moves:
                 break
+            if indexes is None:
+                indexes = create_fk_indexes(cur, config, entity, len(moves))
             cur.execute("DROP TABLE IF EXISTS _bp_renum")
             cur.execute("CREATE TEMP TABLE _bp_renum (new_id bigint PRIMARY KEY, old_id bigint UNIQUE) ON COMMIT DROP")
             _copy_rows(cur, sql.Identifier("_bp_renum"), ("new_id", "old_id"), sorted(moves.items()))
@@ -119,6 +123,7 @@ def repair_entity(conn, config, catalog, run_id: int, entity: str, desired: dict
             repointed, moved = cur.fetchone()
             out.renumbered += moved
             out.references_repointed += repointed
+        drop_fk_indexes(cur, indexes or [])  # one kept because its table was busy is logged
         now = current_keys(conn, config)[entity]
         held = {k for k in now.values() if k is not None}
         gone = [old for old, key in snap.items() if old not in now and key is not None and key not in held]

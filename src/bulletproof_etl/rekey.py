@@ -14,6 +14,14 @@ the snapshot recorded in the ledger for this run) never move. An id that another
 is not taken, and a row whose own id the ledger knows under another key (ids handed out
 twice after a sequence was set back) does not move either; such keys are reported as
 ``blocked``.
+
+Changing a referenced id makes PostgreSQL check, per renumbered row, every foreign key that
+references it. A referencing column without an index is scanned once per row, dead rows
+included (the legacy clear has just deleted them): quadratic. So before renumbering many rows,
+each referencing column without a usable index on a table big enough to matter gets a
+temporary index, created in the caller's transaction and dropped after the renumbering (a
+rollback removes it as well). It needs to own the table; where it cannot (not the owner, or
+the table is busy), the renumbering runs without it, as before, only slower.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import json
 import logging
 from dataclasses import asdict, dataclass, field
 
+import psycopg2
 from psycopg2 import sql
 
 from .catalog import referencing_columns
@@ -32,6 +41,11 @@ logger = logging.getLogger(__name__)
 
 #: Renumbering can free an id another key is waiting for; a few passes settle every chain.
 MAX_PASSES = 4
+#: A temporary index is built when the scans it saves (rows renumbered x pages of the
+#: referencing table) come to this many page reads (some 50 ms), and for 3 rows or more.
+INDEX_WORTH = 5_000
+#: How long index DDL waits for a table someone else is using before doing without.
+LOCK_WAIT = "2s"
 
 
 @dataclass
@@ -43,6 +57,8 @@ class RekeyResult:
     blocked: list = field(default_factory=list)  # [{"id": current, "ledger_id": wanted, "key": [...]}]
     repointed: dict = field(default_factory=dict)  # "schema.table.column" -> rows re-pointed
     passes: int = 0
+    indexes: list = field(default_factory=list)  # "schema.table(columns)" indexed for the renumbering
+    indexes_kept: list = field(default_factory=list)  # "schema.index" not dropped: the table was busy
     moved: dict = field(default_factory=dict, repr=False)  # new id -> ledger id
 
     def to_dict(self) -> dict:
@@ -157,6 +173,118 @@ def rekey_statement(config: PreservationConfig, entity: str, columns: list) -> t
     return statement, labels
 
 
+# Foreign keys to the table whose referencing columns lead no valid, complete btree or hash
+# index (the check PostgreSQL runs per changed id is "WHERE columns = values"), with the
+# table's size in pages now (dead rows included: the checks scan those too).
+_UNINDEXED = """
+SELECT DISTINCT ON (con.conrelid, con.conkey) n.nspname, rel.relname, con.conrelid::bigint,
+    con.conkey::int[],
+    ARRAY(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY k(attnum, ord)
+          JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum ORDER BY k.ord),
+    pg_relation_size(rel.oid) / current_setting('block_size')::bigint
+FROM pg_constraint con
+JOIN pg_class rel ON rel.oid = con.conrelid AND rel.relkind = 'r'
+JOIN pg_namespace n ON n.oid = rel.relnamespace
+WHERE con.contype = 'f' AND con.confrelid = %s::regclass
+  AND NOT EXISTS (
+    SELECT 1 FROM pg_index i
+    JOIN pg_class ic ON ic.oid = i.indexrelid
+    JOIN pg_am am ON am.oid = ic.relam AND am.amname IN ('btree', 'hash')
+    CROSS JOIN LATERAL (SELECT ARRAY(SELECT x FROM unnest(i.indkey::int2[]) WITH ORDINALITY u(x, o)
+                                     WHERE o <= cardinality(con.conkey)) AS lead) l
+    WHERE i.indrelid = con.conrelid AND i.indisvalid AND i.indisready AND i.indpred IS NULL
+      AND i.indnkeyatts >= cardinality(con.conkey) AND l.lead @> con.conkey AND l.lead <@ con.conkey)
+ORDER BY con.conrelid, con.conkey
+"""
+
+
+def _rollback_to(cur, savepoint: str, exc: Exception) -> None:
+    """Back to ``savepoint``; if even that fails (the connection is gone), the first error wins."""
+    try:
+        cur.execute(sql.SQL("ROLLBACK TO SAVEPOINT {}").format(sql.Identifier(savepoint)))
+    except psycopg2.Error:
+        raise exc from None
+
+
+def _ddl(cur, statement: sql.Composable) -> Exception | None:
+    """Run index DDL in a savepoint, waiting at most ``LOCK_WAIT`` for the table; the error, if any."""
+    savepoint = sql.Identifier("bp_fk_index")
+    cur.execute(sql.SQL("SAVEPOINT {}").format(savepoint))
+    try:
+        cur.execute(statement)
+    except psycopg2.Error as exc:
+        _rollback_to(cur, "bp_fk_index", exc)
+        return exc
+    cur.execute(sql.SQL("RELEASE SAVEPOINT {}").format(savepoint))
+    return None
+
+
+def _with_lock_wait(cur, work):
+    """``work()`` with ``lock_timeout`` set to ``LOCK_WAIT``, then set back (in this transaction)."""
+    cur.execute("WITH b AS MATERIALIZED (SELECT current_setting('lock_timeout') AS v) "
+                "SELECT b.v, set_config('lock_timeout', %s, true) FROM b", (LOCK_WAIT,))
+    before = cur.fetchone()[0]
+    out = work()  # _ddl leaves the transaction usable; anything else fails the run anyway
+    cur.execute("SELECT set_config('lock_timeout', %s, true)", (before,))
+    return out
+
+
+def create_fk_indexes(cur, config: PreservationConfig, entity: str, rows: int) -> list:
+    """Temporary indexes for renumbering ``rows`` rows of ``entity``: ``[(schema, index, label)]``.
+
+    One per foreign key to the entity whose columns lead no index, where the checks would
+    read at least ``INDEX_WORTH`` pages. A table the role does not own, or that stays locked
+    for ``LOCK_WAIT``, is left as it is (logged): the renumbering is then only slower.
+    """
+    if rows < 3:
+        return []
+    cur.execute(_UNINDEXED, (".".join('"' + p.replace('"', '""') + '"'
+                                      for p in (config.schema, config.table(entity))),))
+    wanted = [r for r in cur.fetchall() if rows * r[5] >= INDEX_WORTH]
+    if not wanted:
+        return []
+
+    def build() -> list:
+        made = []
+        for schema, table, relid, attnums, columns, pages in wanted:
+            name = f"_bp_fk_{relid}_{'_'.join(str(a) for a in attnums)}"
+            error = _ddl(cur, sql.SQL("CREATE INDEX {} ON {} ({})").format(
+                sql.Identifier(name), sql.Identifier(schema, table),
+                sql.SQL(", ").join(sql.Identifier(c) for c in columns)))
+            if error is not None:
+                logger.warning("no temporary index on %s.%s (%s): %s", schema, table, ", ".join(columns),
+                               str(error).strip().splitlines()[0])
+                continue
+            logger.info("temporary index on %s.%s (%s, %d pages) for renumbering %d %s rows",
+                        schema, table, ", ".join(columns), pages, rows, entity)
+            made.append((schema, name, f"{schema}.{table}({', '.join(columns)})"))
+        return made
+
+    return _with_lock_wait(cur, build)
+
+
+def drop_fk_indexes(cur, indexes: list) -> list:
+    """Drop what :func:`create_fk_indexes` built; returns the ones kept because the table was busy.
+
+    Dropping an index locks its table until commit; a table someone holds for longer than
+    ``LOCK_WAIT`` keeps its index (an index on a foreign key column), logged and reported,
+    rather than making the run wait or deadlock.
+    """
+    if not indexes:
+        return []
+
+    def drop() -> list:
+        kept = []
+        for schema, name, _label in indexes:
+            error = _ddl(cur, sql.SQL("DROP INDEX {}").format(sql.Identifier(schema, name)))
+            if error is not None:
+                logger.warning("temporary index %s.%s kept: %s", schema, name, str(error).strip().splitlines()[0])
+                kept.append(f"{schema}.{name}")
+        return kept
+
+    return _with_lock_wait(cur, drop)
+
+
 def rekey_entity(conn, config: PreservationConfig, entity: str, current: dict, *,
                  ledger_known: bool = False) -> RekeyResult:
     """Renumber rows of ``entity`` back to their ledger ids; ``current`` ({id: key}) is updated.
@@ -173,7 +301,7 @@ def rekey_entity(conn, config: PreservationConfig, entity: str, current: dict, *
                 '"' + p.replace('"', '""') + '"' for p in (config.state_schema, "ledger")),))
             if cur.fetchone()[0] is None:
                 return result  # no ledger yet: nothing was ever seen
-        columns = None
+        columns, indexes = None, []
         for _ in range(MAX_PASSES):
             moves, blocked = _plan(cur, config, entity, current)
             result.blocked = blocked
@@ -181,6 +309,8 @@ def rekey_entity(conn, config: PreservationConfig, entity: str, current: dict, *
                 break
             if columns is None:
                 columns = referencing_columns(conn, config, entity)
+                indexes = create_fk_indexes(cur, config, entity, len(moves))
+                result.indexes = [label for _s, _n, label in indexes]
             _stage_moves(cur, moves)
             statement, labels = rekey_statement(config, entity, columns)
             cur.execute(statement)
@@ -196,6 +326,7 @@ def rekey_entity(conn, config: PreservationConfig, entity: str, current: dict, *
             for new_id, old_id in moves:
                 result.moved[new_id] = old_id
                 current[old_id] = current.pop(new_id)
+        result.indexes_kept = drop_fk_indexes(cur, indexes)
     if result.rekeyed:
         logger.info("re-keyed %d %s rows back to their ledger ids (%d passes)",
                     result.rekeyed, entity, result.passes)
