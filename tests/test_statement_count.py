@@ -205,12 +205,6 @@ def measured(n_teams: int, tmp_path_factory) -> dict:
 
 
 WORKLOADS = ("first", "unchanged", "clear", "churn")
-#: resurrect.py brings back each team no strategy maps (5% of the teams in this churn) with a
-#: handful of statements per team; the churn at 5,000 teams shows it until that is set-based
-REVIVE_PER_ROW = pytest.mark.xfail(
-    strict=True,
-    reason="resurrect.py revives unmapped teams one by one (about 8 statements per team)",
-)
 
 
 @pytest.mark.parametrize("workload", WORKLOADS)
@@ -227,9 +221,7 @@ def test_perf_statements_within_constant_plus_one_per_thousand_rows_100_teams(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "workload", [w if w != "churn" else pytest.param(w, marks=REVIVE_PER_ROW) for w in WORKLOADS]
-)
+@pytest.mark.parametrize("workload", WORKLOADS)
 def test_perf_no_per_row_round_trip_5000_teams_same_constant(workload, tmp_path_factory):
     small = measured(100, tmp_path_factory)[workload]
     statements, rows, common = measured(5000, tmp_path_factory)[workload]
