@@ -264,33 +264,41 @@ def current_keys(conn, config: PreservationConfig) -> dict:
                 sql.Identifier(config.team_series), t["teams"],
             )
         )
-        team_key = _team_key_maker(config, codes, clubs, series, out["clubs"])
-        for id_, league_id, club_id, series_id in cur.fetchall():
+        rows = cur.fetchall()
+    if (type(config).team_key is not PreservationConfig.team_key
+            or type(config).entity_key is not PreservationConfig.entity_key):
+        for id_, league_id, club_id, series_id in rows:
             if league_id in codes and club_id in clubs and series_id in series:
-                out["teams"][id_] = team_key(league_id, club_id, series_id)
+                out["teams"][id_] = config.team_key(codes[league_id], clubs[club_id], series[series_id])
             else:  # a team whose parent is gone has no key; health reports it
                 out["teams"][id_] = None
+        return out
+    out["teams"] = _team_keys(config, rows, codes, series, out["clubs"])
     return out
 
 
-def _team_key_maker(config: PreservationConfig, codes: dict, clubs: dict, series: dict, club_keys: dict):
-    """``(league id, club id, series id) -> team key``, reusing each parent's canonical form."""
-    if (type(config).team_key is not PreservationConfig.team_key
-            or type(config).entity_key is not PreservationConfig.entity_key):
-        return lambda lg, cl, se: config.team_key(codes[lg], clubs[cl], series[se])
+def _team_keys(config: PreservationConfig, rows: list, codes: dict, series: dict, club_keys: dict) -> dict:
+    """``{team id: key}`` from ``(id, league id, club id, series id)`` rows, each team's key put
+    together from its parents' canonical forms: one look-up per (league, series) pair and one
+    per club, the rest per team is a tuple. A team whose parent is gone has no key (None)."""
+    club_of = {i: k[0] for i, k in club_keys.items()}
     code_of: dict = {}
-    series_of: dict = {}
-
-    def key(league_id, club_id, series_id) -> tuple:
-        code = code_of.get(league_id)
-        if code is None:
-            code = code_of[league_id] = canonical_code(codes[league_id])
-        canon = series_of.get((league_id, series_id))
-        if canon is None:
-            canon = series_of[(league_id, series_id)] = config.series_canonicaliser(code, series[series_id])
-        return (code, club_keys[club_id][0], canon)
-
-    return key
+    part_of: dict = {}  # (league id, series id) -> (league code, canonical series), or None: no parent
+    teams: dict = {}
+    missing = object()
+    for id_, league_id, club_id, series_id in rows:
+        part = part_of.get((league_id, series_id), missing)
+        if part is missing:
+            part = None
+            if league_id in codes and series_id in series:
+                code = code_of.get(league_id)
+                if code is None:
+                    code = code_of[league_id] = canonical_code(codes[league_id])
+                part = (code, config.series_canonicaliser(code, series[series_id]))
+            part_of[(league_id, series_id)] = part
+        club = club_of.get(club_id, missing)
+        teams[id_] = None if part is None or club is missing else (part[0], club, part[1])
+    return teams
 
 
 def league_code_of(key: tuple) -> str:
