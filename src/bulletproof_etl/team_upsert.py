@@ -7,6 +7,7 @@ rows may still point at it.
 from __future__ import annotations
 
 import logging
+import operator
 
 from psycopg2 import sql
 
@@ -39,34 +40,42 @@ class _Keys:
 
     def __init__(self, config: PreservationConfig) -> None:
         self.config = config
-        self.memo: dict = {}
+        self.memo: dict = {e: {} for e in PARENTS}  # entity -> {name: key}
+        self.canon: dict = {}  # (league code, series name) -> canonical series
         self.compose = (type(config).team_key is PreservationConfig.team_key
                         and type(config).entity_key is PreservationConfig.entity_key)
 
     def entity(self, entity: str, name: str) -> tuple:
-        found = self.memo.get((entity, name))
+        memo = self.memo[entity]
+        found = memo.get(name)
         if found is None:
-            found = self.memo[(entity, name)] = self.config.entity_key(entity, name)
+            found = memo[name] = self.config.entity_key(entity, name)
         return found
 
-    def team(self, league_code: str, club_name: str, series_name: str) -> tuple:
+    def team_of(self, league_key: tuple, club_key: tuple, league_code: str, club_name: str,
+                series_name: str) -> tuple:
+        """The team key, given the keys of its league and club (already looked up)."""
         if not self.compose:
             return self.config.team_key(league_code, club_name, series_name)
-        code = self.entity("leagues", league_code)[0]
-        canon = self.memo.get(("series in", code, series_name))
+        code = league_key[0]
+        canon = self.canon.get((code, series_name))
         if canon is None:
-            canon = self.memo[("series in", code, series_name)] = self.config.series_canonicaliser(code, series_name)
-        return (code, self.entity("clubs", club_name)[0], canon)
+            canon = self.canon[(code, series_name)] = self.config.series_canonicaliser(code, series_name)
+        return (code, club_key[0], canon)
 
 
 def _wanted(config: PreservationConfig, records: list) -> dict:
     """``{entity: {key: record}}`` of the parents the teams name (first spelling wins)."""
     keys = _Keys(config)
     out: dict = {e: {} for e in PARENTS}
-    for r in records:
-        out["leagues"].setdefault(keys.entity("leagues", r.league_code), {config.league_code: r.league_code})
-        out["clubs"].setdefault(keys.entity("clubs", r.club_name), {config.club_name: r.club_name})
-        out["series"].setdefault(keys.entity("series", r.series_name), {config.series_name: r.series_name})
+    for entity, attr, column in (("leagues", "league_code", config.league_code),
+                                 ("clubs", "club_name", config.club_name),
+                                 ("series", "series_name", config.series_name)):
+        wanted, key_of = out[entity], keys.entity
+        for name in map(operator.attrgetter(attr), records):
+            key = key_of(entity, name)
+            if key not in wanted:
+                wanted[key] = {column: name}
     return out
 
 
@@ -113,19 +122,23 @@ def team_rows(records: list, config: PreservationConfig, parents: dict, current:
     """Staging rows for teams: dedupe by key (the first record wins) and resolve parent ids."""
     by_key = _ids_by_key(current)
     keys = _Keys(config)
+    entity = keys.entity
+    leagues, clubs, series = parents["leagues"], parents["clubs"], parents["series"]
     seen: dict = {}
     rows = []
     for rec in records:
         if not isinstance(rec, TeamRecord):
             raise TypeError("upsert_teams takes records from validate_teams()")
-        key = keys.team(rec.league_code, rec.club_name, rec.series_name)
+        league_key = entity("leagues", rec.league_code)
+        club_key = entity("clubs", rec.club_name)
+        key = keys.team_of(league_key, club_key, rec.league_code, rec.club_name, rec.series_name)
         if key in seen:
             result.duplicates.append({"record": rec.index, "key": list(key), "winner": seen[key]})
             continue
         seen[key] = rec.index
-        league_id = parents["leagues"][keys.entity("leagues", rec.league_code)]
-        club_id = parents["clubs"][keys.entity("clubs", rec.club_name)]
-        series_id = parents["series"][keys.entity("series", rec.series_name)]
+        league_id = leagues[league_key]
+        club_id = clubs[club_key]
+        series_id = series[entity("series", rec.series_name)]
         existing = by_key.get(key)
         rows.append([rec.index, list(key), existing, existing is not None, club_id, series_id, league_id,
                      rec.team_name, rec.team_alias, rec.display_name])
