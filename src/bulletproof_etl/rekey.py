@@ -22,6 +22,12 @@ each referencing column without a usable index on a table big enough to matter g
 temporary index, created in the caller's transaction and dropped after the renumbering (a
 rollback removes it as well). It needs to own the table; where it cannot (not the owner, or
 the table is busy), the renumbering runs without it, as before, only slower.
+
+Building an index also writes the table's live row count to ``pg_class`` in place, outside
+the transaction: a table the legacy clear emptied then counts 0 rows until the next
+(auto)analyze, even if the run rolls back. The entity tables are therefore never indexed
+here (the run refills ``teams`` at once and plans on it); the ETL's own tables are, since
+they are empty until the ETL refills them.
 """
 
 from __future__ import annotations
@@ -240,7 +246,11 @@ def create_fk_indexes(cur, config: PreservationConfig, entity: str, rows: int) -
         return []
     cur.execute(_UNINDEXED, (".".join('"' + p.replace('"', '""') + '"'
                                       for p in (config.schema, config.table(entity))),))
-    wanted = [r for r in cur.fetchall() if rows * r[5] >= INDEX_WORTH]
+    # Not on the entity tables: a build writes the table's row count to pg_class in place (not
+    # undone by a rollback), and a table the legacy clear emptied counts 0; the run refills
+    # teams right after, and its statements would then be planned for an empty table.
+    entities = {(config.schema, config.table(e)) for e in ("leagues", "clubs", "series", "teams")}
+    wanted = [r for r in cur.fetchall() if rows * r[5] >= INDEX_WORTH and (r[0], r[1]) not in entities]
     if not wanted:
         return []
 
