@@ -25,9 +25,9 @@ the table is busy), the renumbering runs without it, as before, only slower.
 
 Building an index also writes the table's live row count to ``pg_class`` in place, outside
 the transaction: a table the legacy clear emptied then counts 0 rows until the next
-(auto)analyze, even if the run rolls back. The entity tables are therefore never indexed
-here (the run refills ``teams`` at once and plans on it); the ETL's own tables are, since
-they are empty until the ETL refills them.
+(auto)analyze, even if the run rolls back. The parent tables are therefore never indexed
+here; ``teams`` is, since the team upsert analyses it after refilling it; the ETL's own
+tables are, since they are empty until the ETL refills them.
 """
 
 from __future__ import annotations
@@ -246,10 +246,10 @@ def create_fk_indexes(cur, config: PreservationConfig, entity: str, rows: int) -
         return []
     cur.execute(_UNINDEXED, (".".join('"' + p.replace('"', '""') + '"'
                                       for p in (config.schema, config.table(entity))),))
-    # Not on the entity tables: a build writes the table's row count to pg_class in place (not
-    # undone by a rollback), and a table the legacy clear emptied counts 0; the run refills
-    # teams right after, and its statements would then be planned for an empty table.
-    entities = {(config.schema, config.table(e)) for e in ("leagues", "clubs", "series", "teams")}
+    # Not on the parent tables: a build writes the table's row count to pg_class in place (not
+    # undone by a rollback), and a table the legacy clear emptied counts 0. Teams may be
+    # indexed: the team upsert analyses the table after refilling it (team_upsert.ANALYZE_AFTER).
+    entities = {(config.schema, config.table(e)) for e in ("leagues", "clubs", "series")}
     wanted = [r for r in cur.fetchall() if rows * r[5] >= INDEX_WORTH and (r[0], r[1]) not in entities]
     if not wanted:
         return []

@@ -31,6 +31,8 @@ from .validate import TeamRecord
 logger = logging.getLogger(__name__)
 
 PARENTS = ("leagues", "clubs", "series")
+#: teams inserted by one upsert (and at least a tenth of it) after which the table is analysed
+ANALYZE_AFTER = 1000
 _TEAM_STAGE_COLS = ("club_id", "series_id", "league_id", "team_name", "team_alias", "display_name")
 
 
@@ -195,6 +197,10 @@ def upsert_teams(conn, config: PreservationConfig, records: list, *, league: str
         resolve_ids(cur, config, "teams")
         _check_retirement(cur, config, league, force, len(rows))
         write_staged(cur, team_write(config), result)
+        inserted = result.created + result.preserved_from_ledger
+        if inserted >= ANALYZE_AFTER and inserted * 10 >= len(rows):
+            # many rows inserted (a refill after a clear): plan the retirement on the real count
+            cur.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(config.schema, config.table("teams"))))
         # every staged team now has its key under its id (a row found by key, updated to the
         # same parents' keys, or inserted); teams not staged keep theirs: retiring changes no key
         for key, id_ in result.ids.items():
