@@ -102,8 +102,8 @@ def misattached_rows(cur, config, catalog, run_id, keys_now: dict, keyed=None) -
     out = {}
     keyed = keyed or snapkeys.Keyed(cur, config, run_id, catalog)
     before = _keys_before(cur, config, run_id)
-    rekeyed = {e for e in ENTITIES  # entities with an id whose key changed since the snapshot
-               if any(keys_now[e].get(i, k) != k for i, k in before.get(e, {}).items())}
+    rekeyed_ids = {e: [i for i, k in before.get(e, {}).items() if keys_now[e].get(i, k) != k] for e in ENTITIES}
+    rekeyed = {e for e, ids in rekeyed_ids.items() if ids}  # entities with an id whose key changed
     deps = [d for d in catalog.user_dependents() if catalog.primary_keys.get(d.table)
             and not (d.column in keyed.same(d.table) and d.entity not in rekeyed)]
     if not deps:
@@ -120,7 +120,8 @@ def misattached_rows(cur, config, catalog, run_id, keys_now: dict, keyed=None) -
     for dep in deps:
         pk = catalog.primary_keys[dep.table]
         if dep.table in keyed.tables:
-            n = snapkeys.misattached_keyed(cur, config, run_id, dep, keyed.tables[dep.table])
+            n = snapkeys.misattached_keyed(cur, config, run_id, dep, keyed.tables[dep.table],
+                                           aligned="" in keyed.same(dep.table), rekeyed_ids=rekeyed_ids[dep.entity])
             if n:
                 out[dep.label] = n
             continue

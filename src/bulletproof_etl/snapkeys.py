@@ -241,9 +241,32 @@ def nulled_keyed(cur, config: PreservationConfig, run_id: int, dep, pk_column: s
     return cur.fetchone()[0]
 
 
-def misattached_keyed(cur, config: PreservationConfig, run_id: int, dep, pk_column: str) -> int:
+def misattached_keyed(cur, config: PreservationConfig, run_id: int, dep, pk_column: str, *,
+                      aligned: bool = False, rekeyed_ids=()) -> int:
     """Rows whose reference has another key now than at snapshot time and no context or content
-    mapping (``_bp_health_explained``); keys in ``_bp_keys_before`` and ``_bp_keys_now``."""
+    mapping (``_bp_health_explained``); keys in ``_bp_keys_before`` and ``_bp_keys_now``.
+
+    ``aligned``: the table holds exactly the snapshot's primary keys, so its ids, read in key
+    order, line up with the snapshot's array; only positions whose id changed, or whose old id
+    is among ``rekeyed_ids`` (ids whose key changed), are looked up.
+    """
+    if aligned:
+        cur.execute(
+            sql.SQL("WITH moved AS MATERIALIZED (SELECT u.pk FROM {snap} k, "
+                    "(SELECT array_agg(t.{col}::bigint) AS ids FROM (SELECT {pk}, {col} FROM {tbl} ORDER BY {pk}) t) l, "
+                    "unnest(k.pks, k.ids, l.ids) u(pk, old, new) "
+                    "JOIN _bp_keys_before b ON b.entity = %s AND b.id = u.old "
+                    "JOIN _bp_keys_now a ON a.entity = %s AND a.id = u.new "
+                    "WHERE k.run_id = %s AND k.table_name = %s AND k.column_name = %s "
+                    "AND (u.old IS DISTINCT FROM u.new OR u.old = ANY(%s::bigint[])) AND a.key IS DISTINCT FROM b.key) "
+                    "SELECT count(*) FROM moved WHERE NOT EXISTS (SELECT 1 FROM _bp_health_explained x "
+                    "WHERE x.table_name = %s AND x.column_name = %s AND x.pk = jsonb_build_object({pkname}, moved.pk))"
+                    ).format(snap=sql.Identifier(config.state_schema, "snap_keys"),
+                             tbl=sql.Identifier(config.schema, dep.table), pk=sql.Identifier(pk_column),
+                             col=sql.Identifier(dep.column), pkname=sql.Literal(pk_column)),
+            (dep.entity, dep.entity, run_id, dep.table, dep.column, list(rekeyed_ids), dep.table, dep.column),
+        )
+        return cur.fetchone()[0]
     cur.execute(
         sql.SQL("WITH moved AS MATERIALIZED (SELECT s.pk FROM {s} s JOIN {tbl} t ON t.{pk} = s.pk "
                 "JOIN _bp_keys_before b ON b.entity = %s AND b.id = s.old "
