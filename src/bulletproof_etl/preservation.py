@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 
 import psycopg2
 import psycopg2.errors
-import psycopg2.extensions
 from psycopg2 import sql
 
 from . import _sequences as sequences
@@ -249,12 +248,7 @@ class BulletproofTeamPreservation:
             return self._side_target
         if self.dsn or self._own:
             return db.resolve_dsn(self.dsn)
-        params = self.conn.get_dsn_parameters()
-        password = getattr(self.conn.info, "password", None)
-        if password:
-            params["password"] = password
-        params.pop("tty", None)
-        return psycopg2.extensions.make_dsn(**params)
+        return db.dsn_of(self.conn)
 
     def _side(self, action) -> bool:
         """Run ``action(conn)`` on a second connection and commit it (durable bookkeeping)."""
