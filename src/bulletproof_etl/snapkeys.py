@@ -101,6 +101,20 @@ def _filter(where) -> tuple:
     return sql.SQL(" WHERE {} ILIKE %s").format(sql.Identifier(where[0])), [where[1]]
 
 
+def _arrays(config: PreservationConfig, table: str, pk_column: str, columns: list, where=None) -> tuple:
+    """``(SELECT array_agg(pk) AS pks, array_agg(c0) AS a0, ... FROM (... ORDER BY pk) t)`` and its
+    parameters: the table's rows read once in key order, so position i of every array is one
+    row, in the snapshot and in every comparison with it alike."""
+    flt, params = _filter(where)
+    aggregates = [sql.SQL("array_agg(t.{}::bigint) AS pks").format(sql.Identifier(pk_column))]
+    for i, column in enumerate(columns):
+        aggregates.append(sql.SQL("array_agg(t.{}::bigint) AS {}").format(sql.Identifier(column),
+                                                                           sql.Identifier(f"a{i}")))
+    return sql.SQL("(SELECT {aggs} FROM (SELECT {cols} FROM {tbl}{flt} ORDER BY {pk}) t)").format(
+        aggs=sql.SQL(", ").join(aggregates), cols=sql.SQL(", ").join(map(sql.Identifier, [pk_column, *columns])),
+        tbl=sql.Identifier(config.schema, table), flt=flt, pk=sql.Identifier(pk_column)), params
+
+
 def snapshot_keys(cur, config: PreservationConfig, run_id: int, table: str, pk_column: str,
                   columns: list, *, where=None, whole: bool = False) -> int:
     """One aggregate over ``table``: its primary keys and, per reference column, the ids.
@@ -110,25 +124,19 @@ def snapshot_keys(cur, config: PreservationConfig, run_id: int, table: str, pk_c
     marks a table whose rows are in ``snap_rows`` too (the arrays then only speed up checks).
     Returns the number of rows.
     """
-    flt, flt_params = _filter(where)
     cols = sorted(set(columns) - {pk_column})
-    aggregates = [sql.SQL("array_agg(t.{}::bigint) AS pks").format(sql.Identifier(pk_column))]
+    arrays, params = _arrays(config, table, pk_column, cols, where)
     values = [sql.SQL("('', s.pks, NULL::bigint[])")]
     for i, column in enumerate(cols):
-        alias = sql.Identifier(f"a{i}")
-        aggregates.append(sql.SQL("array_agg(t.{}::bigint) AS {}").format(sql.Identifier(column), alias))
-        values.append(sql.SQL("({}, s.pks, s.{})").format(sql.Literal(column), alias))
+        values.append(sql.SQL("({}, s.pks, s.{})").format(sql.Literal(column), sql.Identifier(f"a{i}")))
     cur.execute(
         sql.SQL(
             "INSERT INTO {snap} (run_id, table_name, column_name, pk_column, pks, ids, whole) "
-            "SELECT %s, %s, x.column_name, %s, coalesce(x.pks, '{{}}'), x.ids, {whole} FROM "
-            "(SELECT {aggs} FROM (SELECT {cols} FROM {tbl}{flt} ORDER BY {pk}) t) s, "
+            "SELECT %s, %s, x.column_name, %s, coalesce(x.pks, '{{}}'), x.ids, {whole} FROM {arrays} s, "
             "LATERAL (VALUES {values}) x(column_name, pks, ids) RETURNING cardinality(pks)"
-        ).format(snap=sql.Identifier(config.state_schema, "snap_keys"), aggs=sql.SQL(", ").join(aggregates),
-                 cols=sql.SQL(", ").join(map(sql.Identifier, [pk_column, *cols])), whole=sql.Literal(whole),
-                 tbl=sql.Identifier(config.schema, table), flt=flt, pk=sql.Identifier(pk_column),
-                 values=sql.SQL(", ").join(values)),
-        [run_id, table, pk_column, *flt_params],
+        ).format(snap=sql.Identifier(config.state_schema, "snap_keys"), whole=sql.Literal(whole),
+                 arrays=arrays, values=sql.SQL(", ").join(values)),
+        [run_id, table, pk_column, *params],
     )
     return cur.fetchall()[0][0]
 
@@ -196,22 +204,14 @@ class Keyed:
 
 
 def _unchanged(cur, config, run_id, table, pk_column, columns, where) -> set:
-    flt, params = _filter(where)
-    aggregates = [sql.SQL("array_agg(t.{}::bigint) AS pks").format(sql.Identifier(pk_column))]
-    cases = []
-    for i, column in enumerate(columns):
-        aggregates.append(sql.SQL("array_agg(t.{}::bigint) AS {}").format(sql.Identifier(column),
-                                                                           sql.Identifier(f"a{i}")))
-        cases.append(sql.SQL("WHEN {} THEN k.ids IS NOT DISTINCT FROM l.{}").format(
-            sql.Literal(column), sql.Identifier(f"a{i}")))
+    arrays, params = _arrays(config, table, pk_column, columns, where)
+    cases = [sql.SQL("WHEN {} THEN k.ids IS NOT DISTINCT FROM l.{}").format(sql.Literal(column), sql.Identifier(f"a{i}"))
+             for i, column in enumerate(columns)]
     cur.execute(
-        sql.SQL("SELECT k.column_name FROM {snap} k, (SELECT {aggs} FROM (SELECT {cols} FROM {tbl}{flt} ORDER BY {pk}) t) l "
+        sql.SQL("SELECT k.column_name FROM {snap} k, {arrays} l "
                 "WHERE k.run_id = %s AND k.table_name = %s AND k.pks = coalesce(l.pks, '{{}}') "
                 "AND CASE k.column_name WHEN '' THEN true {cases} ELSE false END").format(
-            snap=sql.Identifier(config.state_schema, "snap_keys"), aggs=sql.SQL(", ").join(aggregates),
-            cols=sql.SQL(", ").join(map(sql.Identifier, [pk_column, *columns])),
-            tbl=sql.Identifier(config.schema, table), flt=flt, pk=sql.Identifier(pk_column),
-            cases=sql.SQL(" ").join(cases)),
+            snap=sql.Identifier(config.state_schema, "snap_keys"), arrays=arrays, cases=sql.SQL(" ").join(cases)),
         [*params, run_id, table],
     )
     return {r[0] for r in cur.fetchall()}
@@ -251,19 +251,18 @@ def misattached_keyed(cur, config: PreservationConfig, run_id: int, dep, pk_colu
     is among ``rekeyed_ids`` (ids whose key changed), are looked up.
     """
     if aligned:
+        arrays, _params = _arrays(config, dep.table, pk_column, [dep.column])  # keyed tables have no filter
         cur.execute(
-            sql.SQL("WITH moved AS MATERIALIZED (SELECT u.pk FROM {snap} k, "
-                    "(SELECT array_agg(t.{col}::bigint) AS ids FROM (SELECT {pk}, {col} FROM {tbl} ORDER BY {pk}) t) l, "
-                    "unnest(k.pks, k.ids, l.ids) u(pk, old, new) "
+            sql.SQL("WITH moved AS MATERIALIZED (SELECT u.pk FROM {snap} k, {arrays} l, "
+                    "unnest(k.pks, k.ids, l.a0) u(pk, old, new) "
                     "JOIN _bp_keys_before b ON b.entity = %s AND b.id = u.old "
                     "JOIN _bp_keys_now a ON a.entity = %s AND a.id = u.new "
                     "WHERE k.run_id = %s AND k.table_name = %s AND k.column_name = %s "
                     "AND (u.old IS DISTINCT FROM u.new OR u.old = ANY(%s::bigint[])) AND a.key IS DISTINCT FROM b.key) "
                     "SELECT count(*) FROM moved WHERE NOT EXISTS (SELECT 1 FROM _bp_health_explained x "
                     "WHERE x.table_name = %s AND x.column_name = %s AND x.pk = jsonb_build_object({pkname}, moved.pk))"
-                    ).format(snap=sql.Identifier(config.state_schema, "snap_keys"),
-                             tbl=sql.Identifier(config.schema, dep.table), pk=sql.Identifier(pk_column),
-                             col=sql.Identifier(dep.column), pkname=sql.Literal(pk_column)),
+                    ).format(snap=sql.Identifier(config.state_schema, "snap_keys"), arrays=arrays,
+                             pkname=sql.Literal(pk_column)),
             (dep.entity, dep.entity, run_id, dep.table, dep.column, list(rekeyed_ids), dep.table, dep.column),
         )
         return cur.fetchone()[0]
