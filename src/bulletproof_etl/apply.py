@@ -14,7 +14,7 @@ import logging
 import psycopg2
 from psycopg2 import sql
 
-from . import snapkeys
+from . import _readback, snapkeys
 from .failures import must_abort
 from .snapshot import pk_json, state
 
@@ -47,7 +47,7 @@ def _stage_missing(cur, config, table, pk, run_id, tr, keyed_pk=None, integer=Fa
     tbl = sql.Identifier(config.schema, table)
     cur.execute("DROP TABLE IF EXISTS _bp_missing; DROP TABLE IF EXISTS _bp_changes")
     if keyed_pk:
-        missing, tr.left_deleted = snapkeys.stage_missing_keyed(cur, config, run_id, table, keyed_pk)
+        missing, tr.left_deleted = _readback.stage_missing_keyed(cur, config, run_id, table, keyed_pk)
     else:
         cur.execute(
             sql.SQL("CREATE TEMP TABLE _bp_missing ON COMMIT DROP AS SELECT s.pk, s.row, s.row AS original "
