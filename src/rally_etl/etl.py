@@ -9,6 +9,10 @@ half an import behind. Do not fix it here: the library fixes it.
 With ``league=CODE`` it clears and imports one league: only that league's rows of the
 ETL-owned tables are deleted (shared leagues, clubs and series rows stay) and only that
 league's records are read.
+
+The class keeps the run and its steps; the SQL of the reference-data steps (leagues, clubs,
+series, their league links, teams) is in :mod:`rally_etl.etl_reference` and that of the
+fact steps (players, series_stats, match_scores, schedule) in :mod:`rally_etl.etl_facts`.
 """
 
 from __future__ import annotations
@@ -20,11 +24,14 @@ from typing import Any
 
 import psycopg2
 from psycopg2 import sql
-from psycopg2.extras import execute_values
 
 from bulletproof_etl import db as bp_db
 
-from . import loader
+from . import etl_facts, etl_reference, loader
+from .etl_facts import _TEAMS_SQL as _TEAMS_SQL
+from .etl_reference import _UPSERT_TEAM as _UPSERT_TEAM
+from .etl_reference import PAGE_SIZE as PAGE_SIZE
+from .etl_reference import _insert_pages as _insert_pages
 from .names import (
     canonical_series,
     collapse,
@@ -33,6 +40,9 @@ from .names import (
     parse_team_name,
     strip_schedule_suffix,
 )
+
+# The ``name as name`` imports keep importable from here what was defined here before the
+# steps' SQL moved to etl_reference and etl_facts.
 
 logger = logging.getLogger(__name__)
 
@@ -58,31 +68,6 @@ LEAGUE_FIELD = {
     "schedules": "League",
     "match_history": "league_id",
 }
-PAGE_SIZE = 1000
-
-_TEAMS_SQL = """
-SELECT t.id, l.league_id, c.name, s.name, t.team_name
-FROM teams t JOIN leagues l ON l.id = t.league_id
-JOIN clubs c ON c.id = t.club_id JOIN series s ON s.id = t.series_id
-"""
-_UPSERT_TEAM = """
-INSERT INTO teams (club_id, series_id, league_id, team_name, team_alias, display_name)
-VALUES (%s, %s, %s, %s, %s, %s)
-ON CONFLICT (club_id, series_id, league_id) DO UPDATE
-SET team_name = EXCLUDED.team_name, team_alias = EXCLUDED.team_alias,
-    display_name = EXCLUDED.display_name, updated_at = now()
-"""
-
-
-def _insert_pages(cur, query: str, rows: list[tuple], template: str | None = None) -> int:
-    """execute_values page by page; the number of rows written (summed over pages)."""
-    written = 0
-    for start in range(0, len(rows), PAGE_SIZE):
-        execute_values(
-            cur, query, rows[start : start + PAGE_SIZE], template=template, page_size=PAGE_SIZE
-        )
-        written += max(cur.rowcount, 0)
-    return written
 
 
 class ComprehensiveETL:
@@ -228,296 +213,50 @@ class ComprehensiveETL:
         self.stats["cleared"] = deleted
         return deleted
 
-    # -- reference data --------------------------------------------------------------
+    # -- reference data (the SQL is in etl_reference) -------------------------------
 
     def import_leagues(self, conn, leagues_data: list[dict[str, Any]]) -> int:
-        with conn.cursor() as cur:
-            for league in leagues_data:
-                cur.execute(
-                    "INSERT INTO leagues (league_id, league_name, league_url) VALUES (%s, %s, %s) "
-                    "ON CONFLICT (league_id) DO UPDATE SET league_name = EXCLUDED.league_name, "
-                    "league_url = EXCLUDED.league_url",
-                    (league["league_id"], league["league_name"], league.get("league_url")),
-                )
-        logger.info("imported %d leagues", len(leagues_data))
-        return len(leagues_data)
+        return etl_reference.import_leagues(conn, leagues_data)
 
     def import_clubs(self, conn, clubs_data: list[dict[str, Any]]) -> int:
-        with conn.cursor() as cur:
-            for club in clubs_data:
-                cur.execute(
-                    "INSERT INTO clubs (name, club_address) VALUES (%s, %s) ON CONFLICT (name) "
-                    "DO UPDATE SET club_address = COALESCE(EXCLUDED.club_address, clubs.club_address)",
-                    (club["name"], club.get("club_address")),
-                )
-        logger.info("imported %d clubs", len(clubs_data))
-        return len(clubs_data)
+        return etl_reference.import_clubs(conn, clubs_data)
 
     def import_series(self, conn, series_data: list[dict[str, Any]]) -> int:
-        with conn.cursor() as cur:
-            for series in series_data:
-                cur.execute(
-                    "INSERT INTO series (name, display_name) VALUES (%s, %s) "
-                    "ON CONFLICT (name) DO UPDATE SET display_name = EXCLUDED.display_name",
-                    (series["name"], series.get("display_name") or series["name"]),
-                )
-        logger.info("imported %d series", len(series_data))
-        return len(series_data)
+        return etl_reference.import_series(conn, series_data)
 
     def import_club_leagues(self, conn) -> int:
-        pairs = {
-            (self._player_club(r), normalize_league_id(r["League"]))
-            for r in self._records("players")
-        }
-        pairs.update((t["club_name"], t["league_id"]) for t in self.extract_teams())
-        with conn.cursor() as cur:
-            written = _insert_pages(
-                cur,
-                "INSERT INTO club_leagues (club_id, league_id) SELECT c.id, l.id "
-                "FROM (VALUES %s) AS v (club, league) JOIN clubs c ON c.name = v.club "
-                "JOIN leagues l ON l.league_id = v.league ON CONFLICT DO NOTHING",
-                sorted(pairs),
-            )
-        logger.info("imported %d club-league relationships", written)
-        return written
+        return etl_reference.import_club_leagues(self, conn)
 
     def import_series_leagues(self, conn) -> int:
-        pairs = {
-            (collapse(r["Series"]), normalize_league_id(r["League"]))
-            for r in self._records("players")
-        }
-        pairs.update(
-            (collapse(r["series"]), normalize_league_id(r["league_id"]))
-            for r in self._records("series_stats")
-        )
-        pairs.update((t["series_name"], t["league_id"]) for t in self.extract_teams())
-        with conn.cursor() as cur:
-            written = _insert_pages(
-                cur,
-                "INSERT INTO series_leagues (series_id, league_id) SELECT s.id, l.id "
-                "FROM (VALUES %s) AS v (series, league) JOIN series s ON s.name = v.series "
-                "JOIN leagues l ON l.league_id = v.league ON CONFLICT DO NOTHING",
-                sorted(pairs),
-            )
-        logger.info("imported %d series-league relationships", written)
-        return written
+        return etl_reference.import_series_leagues(self, conn)
 
-    # -- teams (row by row, as the original) -----------------------------------------
+    # -- teams (row by row, as the original; the SQL is in etl_reference) -----------
 
     def import_teams(self, conn, teams_data: list[dict[str, Any]]) -> int:
         """Upsert each team by (club_id, series_id, league_id); a failing row is counted."""
-        imported = skipped = failed = 0
-        savepoint = sql.Identifier("import_team_row")
-        with conn.cursor() as cur:
-            for team in teams_data:
-                cur.execute("SELECT id FROM clubs WHERE name = %s", (team["club_name"],))
-                club = cur.fetchone()
-                cur.execute("SELECT id FROM series WHERE name = %s", (team["series_name"],))
-                series = cur.fetchone()
-                cur.execute("SELECT id FROM leagues WHERE league_id = %s", (team["league_id"],))
-                league = cur.fetchone()
-                if not (club and series and league):
-                    skipped += 1
-                    logger.warning(
-                        "skipping team %s: missing club, series or league", team["team_name"]
-                    )
-                    continue
-                cur.execute(sql.SQL("SAVEPOINT {}").format(savepoint))
-                try:
-                    cur.execute(
-                        _UPSERT_TEAM,
-                        (
-                            club[0],
-                            series[0],
-                            league[0],
-                            team["team_name"],
-                            team.get("team_alias"),
-                            team.get("display_name") or team["team_name"],
-                        ),
-                    )
-                except psycopg2.Error as exc:
-                    cur.execute(sql.SQL("ROLLBACK TO SAVEPOINT {}").format(savepoint))
-                    failed += 1
-                    logger.warning(
-                        "team %s (%s) failed: %s",
-                        team["team_name"],
-                        team["league_id"],
-                        str(exc).strip(),
-                    )
-                else:
-                    imported += 1
-                cur.execute(sql.SQL("RELEASE SAVEPOINT {}").format(savepoint))
-        self.stats["teams_skipped"] = skipped
-        self.stats["teams_failed"] = failed
-        logger.info("teams: %d imported, %d skipped, %d failed", imported, skipped, failed)
-        return imported
+        return etl_reference.import_teams(self, conn, teams_data)
 
-    # -- facts -----------------------------------------------------------------------
+    # -- facts (the SQL is in etl_facts) --------------------------------------------
 
     def _lookups(self, cur) -> dict[str, dict]:
-        cur.execute("SELECT league_id, id FROM leagues")
-        leagues = dict(cur.fetchall())
-        cur.execute(_TEAMS_SQL)
-        by_key: dict[tuple[str, str, str], int] = {}
-        by_name: dict[tuple[str, str], int] = {}
-        for team_id, code, club, series, name in cur.fetchall():
-            by_key.setdefault((code, club, canonical_series(code, series)), team_id)
-            by_name.setdefault((code, name), team_id)
-        return {"leagues": leagues, "by_key": by_key, "by_name": by_name}
+        return etl_facts.lookups(cur)
 
     def _name_lookup(self, look: dict, league: str, raw_name: str) -> int | None:
-        return look["by_name"].get((league, strip_schedule_suffix(raw_name)))
+        return etl_facts.name_lookup(look, league, raw_name)
 
     def import_players(self, conn) -> int:
         """Players with their club, series and team; one row per (player, league, club, series)."""
-        with conn.cursor() as cur:
-            look = self._lookups(cur)
-            cur.execute("SELECT name, id FROM clubs")
-            clubs = dict(cur.fetchall())
-            cur.execute("SELECT name, id FROM series")
-            series_ids = dict(cur.fetchall())
-            rows: dict[tuple, tuple] = {}
-            skipped = 0
-            for r in self._records("players"):
-                league = normalize_league_id(r["League"])
-                club, series = self._player_club(r), collapse(r["Series"])
-                ids = (look["leagues"].get(league), clubs.get(club), series_ids.get(series))
-                if None in ids:
-                    skipped += 1
-                    continue
-                team_name = self._player_team_name(r)
-                team_id = look["by_name"].get((league, team_name)) if team_name else None
-                if team_id is None:
-                    parsed = self._player_team(r)
-                    suffix = parsed.series_suffix if parsed else None
-                    canon = canonical_series(league, suffix or series)
-                    team_id = look["by_key"].get((league, club, canon))
-                pid = r["Player ID"].strip()
-                rows[(pid, *ids)] = (
-                    pid,
-                    collapse(r.get("First Name") or ""),
-                    collapse(r.get("Last Name") or ""),
-                    *ids,
-                    team_id,
-                    loader.parse_pti(r.get("PTI")),
-                    loader.parse_int(r.get("Wins")),
-                    loader.parse_int(r.get("Losses")),
-                    str(r.get("Captain") or "").strip(),
-                )
-            written = _insert_pages(
-                cur,
-                "INSERT INTO players (tenniscores_player_id, first_name, last_name, league_id, "
-                "club_id, series_id, team_id, pti, wins, losses, captain_status) VALUES %s "
-                "ON CONFLICT ON CONSTRAINT unique_player_in_league_club_series DO UPDATE SET "
-                "first_name = EXCLUDED.first_name, last_name = EXCLUDED.last_name, "
-                "team_id = EXCLUDED.team_id, pti = EXCLUDED.pti, wins = EXCLUDED.wins, "
-                "losses = EXCLUDED.losses, captain_status = EXCLUDED.captain_status",
-                list(rows.values()),
-            )
-        self.stats["players_skipped"] = skipped
-        logger.info("imported %d players (%d skipped)", written, skipped)
-        return written
+        return etl_facts.import_players(self, conn)
 
     def import_series_stats(self, conn) -> int:
-        with conn.cursor() as cur:
-            look = self._lookups(cur)
-            cur.execute("SELECT name, id FROM series")
-            series_ids = dict(cur.fetchall())
-            rows = []
-            for r in self._records("series_stats"):
-                league, series = normalize_league_id(r["league_id"]), collapse(r["series"])
-                club = parse_team_name(league, r["team"], series).club
-                matches = r.get("matches") or {}
-                rows.append(
-                    (
-                        look["leagues"].get(league),
-                        series,
-                        strip_schedule_suffix(r["team"]),
-                        look["by_key"].get((league, club, canonical_series(league, series))),
-                        series_ids.get(series),
-                        loader.parse_int(r.get("points")),
-                        loader.parse_int(matches.get("won")),
-                        loader.parse_int(matches.get("lost")),
-                        loader.parse_int(matches.get("tied")),
-                    )
-                )
-            written = _insert_pages(
-                cur,
-                "INSERT INTO series_stats (league_id, series, team, team_id, series_id, points, "
-                "matches_won, matches_lost, matches_tied) VALUES %s",
-                rows,
-            )
-        logger.info("imported %d series stats", written)
-        return written
+        return etl_facts.import_series_stats(self, conn)
 
     def import_match_scores(self, conn) -> int:
-        with conn.cursor() as cur:
-            look = self._lookups(cur)
-            rows = []
-            for r in self._records("match_history"):
-                league = normalize_league_id(r["league_id"])
-                match_date = loader.parse_date(r.get("Date"))
-                if match_date is None:
-                    continue
-                winner = (r.get("Winner") or "").strip().lower()
-                rows.append(
-                    (
-                        look["leagues"].get(league),
-                        match_date,
-                        r["Home Team"],
-                        r["Away Team"],
-                        self._name_lookup(look, league, r["Home Team"]),
-                        self._name_lookup(look, league, r["Away Team"]),
-                        r.get("Home Player 1 ID"),
-                        r.get("Home Player 2 ID"),
-                        r.get("Away Player 1 ID"),
-                        r.get("Away Player 2 ID"),
-                        str(r.get("Scores") or ""),
-                        winner if winner in ("home", "away") else None,
-                    )
-                )
-            written = _insert_pages(
-                cur,
-                "INSERT INTO match_scores (league_id, match_date, home_team, away_team, "
-                "home_team_id, away_team_id, home_player_1_id, home_player_2_id, away_player_1_id, "
-                "away_player_2_id, scores, winner) VALUES %s",
-                rows,
-            )
-        logger.info("imported %d match scores", written)
-        return written
+        return etl_facts.import_match_scores(self, conn)
 
     def import_schedules(self, conn) -> int:
         """Schedule rows; team ids by name within the league, NULL when no team has it."""
-        with conn.cursor() as cur:
-            look = self._lookups(cur)
-            rows, skipped = [], 0
-            for r in self._records("schedules"):
-                league = normalize_league_id(r["League"])
-                match_date = loader.parse_date(r.get("date"))
-                if match_date is None:
-                    skipped += 1
-                    continue
-                rows.append(
-                    (
-                        look["leagues"].get(league),
-                        match_date,
-                        loader.parse_time(r.get("time")),
-                        r["home_team"],
-                        r["away_team"],
-                        self._name_lookup(look, league, r["home_team"]),
-                        self._name_lookup(look, league, r["away_team"]),
-                        r.get("location"),
-                    )
-                )
-            written = _insert_pages(
-                cur,
-                "INSERT INTO schedule (league_id, match_date, match_time, home_team, away_team, "
-                "home_team_id, away_team_id, location) VALUES %s",
-                rows,
-            )
-        self.stats["schedule_skipped"] = skipped
-        logger.info("imported %d schedule rows (%d without a date skipped)", written, skipped)
-        return written
+        return etl_facts.import_schedules(self, conn)
 
     # -- the run ---------------------------------------------------------------------
 
