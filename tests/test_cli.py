@@ -16,8 +16,8 @@ import pytest
 from psycopg2 import sql
 
 from bulletproof_etl import PreservationConfig
-from bulletproof_etl._render import Progress
 from bulletproof_etl.cli import main
+from bulletproof_etl.cli.render import Progress
 from bulletproof_etl.integration import EtlHooks
 from conftest import create_database, drop_database
 from rally_etl import ComprehensiveETL

@@ -6,7 +6,7 @@ import pytest
 from psycopg2 import sql
 
 from bulletproof_etl import BulletproofTeamPreservation
-from bulletproof_etl.constraints import validate_pending
+from bulletproof_etl.health.constraints import validate_pending
 from restore_support import load_with_activity, make_duplicate_team, write_seasons
 from support import USER_TABLES, count, table_checksums, team_keys
 

@@ -30,10 +30,10 @@ import pytest
 from psycopg2 import sql
 
 import bulletproof_etl.preservation as preservation_module
-import bulletproof_etl.snapshot as snapshot_module
+import bulletproof_etl.state as state_module
 import conftest
 from bulletproof_etl import DEFAULT_CONFIG, StageFailed
-from bulletproof_etl.snapshot import ensure_state_schema
+from bulletproof_etl.state import ensure_state_schema
 from reliability_support import (
     BOUNDARIES,
     Background,
@@ -536,7 +536,7 @@ def _failing_copy(target: int):
 def test_g5_failed_copy_rolls_back_and_names_the_stage(dsn, seasons, monkeypatch, nth, stage, kept):
     before = Before(dsn)
     fake_io, calls = _failing_copy(nth)
-    monkeypatch.setattr(snapshot_module, "io", fake_io)
+    monkeypatch.setattr(state_module, "io", fake_io)
     conn = psycopg2.connect(dsn)
     try:
         with pytest.raises(StageFailed) as caught:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import psycopg2
 import pytest
 
+import bulletproof_etl.identity.team_upsert as team_upsert
 import bulletproof_etl.preservation as preservation
-import bulletproof_etl.team_upsert as team_upsert
 from bulletproof_etl import BulletproofTeamPreservation, ConcurrentRun
 from core_support import legacy_run, loaded_etl, one_value, season
 from rally_etl.activity import create_user_activity

@@ -13,7 +13,7 @@ import pytest
 from bulletproof_etl import BulletproofTeamPreservation
 from bulletproof_etl.catalog import current_keys
 from bulletproof_etl.config import DEFAULT_CONFIG
-from bulletproof_etl.upsert import upsert_entities
+from bulletproof_etl.identity.upsert import upsert_entities
 from core_support import (
     legacy_clear_and_parents,
     legacy_run,

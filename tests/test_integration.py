@@ -22,7 +22,7 @@ from bulletproof_etl.integration import (
     patch_existing_etl_class,
     unpatch_etl_class,
 )
-from bulletproof_etl.repair import repair_from_snapshot
+from bulletproof_etl.integration.repair import repair_from_snapshot
 from rally_etl import ComprehensiveETL
 from rally_etl.activity import create_user_activity
 from rally_etl.generate import generate_season_with_summary, write_season

@@ -22,7 +22,7 @@ from psycopg2 import sql
 import conftest
 from bulletproof_etl import BulletproofTeamPreservation
 from bulletproof_etl.catalog import current_keys
-from bulletproof_etl.rekey import INDEX_WORTH, rekey_entity
+from bulletproof_etl.identity.ledger_ids import INDEX_WORTH, rekey_entity
 from core_support import ids_by_key, legacy_clear_and_parents, legacy_run, loaded_etl, season
 
 NOTES_PER_SERIES = 2000

@@ -17,7 +17,7 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
-import bulletproof_etl.resurrect as revive
+import bulletproof_etl.restore.revive as revive
 import conftest
 from bulletproof_etl import BulletproofTeamPreservation
 from bulletproof_etl.catalog import current_keys
@@ -104,7 +104,7 @@ def test_g3_g4_revived_teams_are_the_same_set_based_as_one_by_one(churned, monke
     template, etl = churned
     first, second = clone(template), clone(template)
     try:
-        with counting_connections(), caplog.at_level(logging.WARNING, logger="bulletproof_etl.resurrect"):
+        with counting_connections(), caplog.at_level(logging.WARNING, logger="bulletproof_etl.restore.revive"):
             batch, batch_health, batch_contents, batch_statements = _import(first, etl, count=True)
         assert "one by one instead" not in caplog.text
 
@@ -112,7 +112,7 @@ def test_g3_g4_revived_teams_are_the_same_set_based_as_one_by_one(churned, monke
             raise revive._Fallback("forced by the test")
 
         monkeypatch.setattr(revive._Batch, "run", fail)
-        with counting_connections(), caplog.at_level(logging.WARNING, logger="bulletproof_etl.resurrect"):
+        with counting_connections(), caplog.at_level(logging.WARNING, logger="bulletproof_etl.restore.revive"):
             rows, rows_health, rows_contents, rows_statements = _import(second, etl, count=True)
         assert "one by one instead" in caplog.text
     finally:
@@ -207,7 +207,7 @@ def test_g2_g3_name_slot_and_unknown_id_conflicts_are_settled_as_one_by_one(tmp_
     template, needed = _crafted(tmp_path)
     first, second = clone(template), clone(template)
     try:
-        with caplog.at_level(logging.WARNING, logger="bulletproof_etl.resurrect"):
+        with caplog.at_level(logging.WARNING, logger="bulletproof_etl.restore.revive"):
             batch, batch_contents = _revive_on(first, needed)
         assert "one by one instead" not in caplog.text
         monkeypatch.setattr(revive._Batch, "run", lambda self, needed: (_ for _ in ()).throw(

@@ -8,10 +8,11 @@ import json
 import pytest
 from psycopg2 import sql
 
-import bulletproof_etl.team_upsert as team_upsert
+import bulletproof_etl.identity.team_upsert as team_upsert
 from bulletproof_etl import BulletproofTeamPreservation
 from bulletproof_etl.config import DEFAULT_CONFIG
-from bulletproof_etl.snapshot import PRESENT, ensure_state_schema
+from bulletproof_etl.identity.ledger import PRESENT
+from bulletproof_etl.state import ensure_state_schema
 from core_support import legacy_run, loaded_etl, one_value, season
 from rally_etl.activity import create_user_activity
 from support import entity_keys, snapshot_rows, user_ref_keys, user_row_counts

@@ -14,7 +14,7 @@ import pytest
 from bulletproof_etl import BulletproofTeamPreservation, HealthCheckFailed, HealthStatus
 from bulletproof_etl.catalog import read_catalog
 from bulletproof_etl.config import DEFAULT_CONFIG
-from bulletproof_etl.snapkeys import compact_tables
+from bulletproof_etl.snapshot.keys import compact_tables
 from restore_support import load_with_activity, write_seasons
 from support import snapshot_rows, table_checksums, user_row_counts
 

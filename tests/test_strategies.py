@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import pytest
 
-from bulletproof_etl import strategies
 from bulletproof_etl.catalog import current_keys, read_catalog
 from bulletproof_etl.config import DEFAULT_CONFIG as CONFIG
-from bulletproof_etl.rowmatch import content_matches, names_in_rows, parents_from_teams
+from bulletproof_etl.restore import strategies
+from bulletproof_etl.restore.row_evidence import content_matches, names_in_rows, parents_from_teams
 
 
 def team(id_, league, club, series, name=None, alias=None):

@@ -9,11 +9,11 @@ import pytest
 from bulletproof_etl import BulletproofTeamPreservation, InvalidInput
 from bulletproof_etl.catalog import current_keys
 from bulletproof_etl.config import DEFAULT_CONFIG
-from bulletproof_etl.ledger import ledger_add
-from bulletproof_etl.snapshot import ensure_state_schema
-from bulletproof_etl.team_upsert import team_write, upsert_teams
-from bulletproof_etl.upsert import set_based_statement, upsert_entities
-from bulletproof_etl.validate import validate_teams
+from bulletproof_etl.identity.ledger import ledger_add
+from bulletproof_etl.identity.team_upsert import team_write, upsert_teams
+from bulletproof_etl.identity.upsert import set_based_statement, upsert_entities
+from bulletproof_etl.identity.validate import validate_teams
+from bulletproof_etl.state import ensure_state_schema
 from core_support import ids_by_key, ledger_max, one_value, sequence_state, write_fingerprint
 
 

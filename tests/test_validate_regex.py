@@ -8,8 +8,8 @@ import unicodedata
 
 import pytest
 
-from bulletproof_etl import input_checks, validate
 from bulletproof_etl.errors import InvalidInput
+from bulletproof_etl.identity import input_checks, validate
 
 ALL_CODE_POINTS = range(sys.maxunicode + 1)
 

@@ -15,6 +15,7 @@ from .errors import (
 )
 from .health import HealthReport, HealthStatus
 from .preservation import BulletproofTeamPreservation, RunReport
+from .version import __version__
 
 __all__ = [
     "BulletproofError",
@@ -35,5 +36,5 @@ __all__ = [
     "SnapshotNotFound",
     "StageFailed",
     "TextHint",
+    "__version__",
 ]
-__version__ = "0.1.0"

@@ -146,7 +146,7 @@ class PreservationConfig:
     user_team_column: str = "team_id"
     series_canonicaliser: Callable[[str | None, str], str] = canonical_series
     name_canonicaliser: Callable[[str], str] = canonical_name
-    # which user-owned tables the snapshot copies whole (see snapkeys.py): "at_risk" (rows the
+    # which user-owned tables the snapshot copies whole (see snapshot/keys.py): "at_risk" (rows the
     # ETL or a cascade can delete: user rows in ETL-owned tables, ON DELETE CASCADE/SET NULL
     # chains; every other table as primary keys and referenced ids), or "all"
     snapshot_rows: str = "at_risk"
@@ -155,7 +155,7 @@ class PreservationConfig:
     max_retire_share: float = 0.5
     allow_empty_import: bool = False
     batch_size: int = 1000
-    # health thresholds (see health.py)
+    # health thresholds (see health/check.py)
     warn_preservation_below: float = 1.0
     critical_preservation_below: float = 0.9
 

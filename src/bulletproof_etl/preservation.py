@@ -3,43 +3,33 @@
 On the caller's connection it works inside a savepoint and never commits or closes; with
 its own connection it commits once, at the end. The snapshot is made durable first, on a
 second connection, so it survives a crash of the run; a dry run keeps even that inside the
-transaction and rolls everything back.
+transaction and rolls everything back. The transaction itself (savepoint, lock, commit,
+rollback, the second connection) is :class:`._transaction.RunTransaction`; this module holds
+the stages, in the order :meth:`BulletproofTeamPreservation.run` calls them.
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass, field
 
-import psycopg2
-import psycopg2.errors
 from psycopg2 import sql
 
-from . import _sequences as sequences
-from . import db, failures
+from ._transaction import RunTransaction
 from .catalog import current_keys, read_catalog
 from .config import DEFAULT_CONFIG, PreservationConfig
-from .constraints import ConstraintReport, validate_constraints
-from .errors import BulletproofError, ConcurrentRun, HealthCheckFailed
-from .health import HealthReport, HealthStatus, check_health
-from .ledger import ledger_add
-from .restore import RestoreReport, restore
-from .snapshot import (
-    apply_retention,
-    ensure_state_schema,
-    finish_run,
-    snapshot_entities,
-    snapshot_user_rows,
-    start_run,
-)
-from .team_upsert import upsert_teams
-from .validate import validate_teams
-
-logger = logging.getLogger(__name__)
-
-#: pg_advisory lock key: two protected imports never run at once on one database.
-LOCK_KEY = 0x62756C6C  # "bull"
+from .errors import HealthCheckFailed
+from .health.check import HealthReport, HealthStatus, check_health
+from .health.constraints import ConstraintReport, validate_constraints
+from .identity.ledger import ledger_add
+from .identity.team_upsert import upsert_teams
+from .identity.validate import validate_teams
+from .restore.entity_map import restore
+from .restore.report import RestoreReport
+from .snapshot.entities import snapshot_entities
+from .snapshot.retention import apply_retention
+from .snapshot.rows import snapshot_user_rows
+from .state import ensure_state_schema, start_run
 
 
 @dataclass
@@ -67,7 +57,7 @@ class RunReport:
         return dict(self.__dict__)
 
 
-class BulletproofTeamPreservation:
+class BulletproofTeamPreservation(RunTransaction):
     """Protects one import. Use as ``with BulletproofTeamPreservation(conn) as p: p.run(teams)``."""
 
     def __init__(self, conn=None, *, dsn: str | None = None, config: PreservationConfig | None = None,
@@ -89,182 +79,6 @@ class BulletproofTeamPreservation:
         self._entered = False
         self._xact_started = None
         self._upsert = None
-
-    # -- transaction handling ---------------------------------------------------------
-    def __enter__(self) -> BulletproofTeamPreservation:
-        if self._own:
-            self.conn = db.connect(self.dsn)
-        elif self.conn.autocommit:
-            raise BulletproofError("the connection is in autocommit mode; one transaction is needed",
-                                   stage="start")
-        with self.conn.cursor() as cur:
-            if not self._own:
-                cur.execute("SAVEPOINT bp_run")
-            cur.execute("SELECT now()")
-            self._xact_started = cur.fetchone()[0]
-            cur.execute("SELECT pg_try_advisory_xact_lock(%s)", (LOCK_KEY,))
-            if not cur.fetchone()[0]:
-                self._rollback()
-                if self._own:  # nobody else will close the connection we opened
-                    self.conn.close()
-                raise ConcurrentRun("another protected import is running on this database; "
-                                    "this one did nothing (try again when it has finished)", stage="lock")
-        try:
-            # nextval() survives a rollback: remember the sequences the run may move (see _sequences)
-            self._sequences = sequences.capture(self.conn, self.config)
-            self._side_target = self._side_dsn() if self.durable else None
-            self.catalog = read_catalog(self.conn, self.config)
-        except Exception as exc:  # nothing was written: give back the savepoint and say why, clearly
-            self._rollback()
-            error = failures.translate(exc, stage="start", in_stage=True, run_id=None, conn=self.conn,
-                                       schemas=(self.config.schema, self.config.state_schema))
-            if self._own:
-                self.conn.close()
-            if error is not None:
-                raise error from exc
-            raise
-        self._entered = True
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> bool:
-        if not self._entered:
-            return False
-        error = None
-        try:
-            if exc_type is not None or self.dry_run:
-                self._rollback()
-                self.report.outcome = "dry_run" if exc_type is None else "rolled_back"
-                if exc_type is not None:
-                    self._record_failure(exc)
-            else:
-                try:
-                    self._commit()
-                except psycopg2.Error as err:
-                    if self.report.outcome != "running":  # committed; only recording the run failed
-                        logger.error("the import was committed, but recording run %s failed: %s",
-                                     self.report.run_id, err)
-                    else:  # COMMIT itself failed (a killed connection): nothing was committed
-                        exc, tb = err, err.__traceback__
-                        self._rollback()
-                        self._record_failure(err)
-            if exc is not None:  # one clear error: the stage, the cause, the missing privilege
-                error = failures.translate(exc, stage=self.stage, in_stage=self.stage == "commit"
-                                           or failures.raised_in_stage(tb, type(self)), run_id=self.report.run_id,
-                                           conn=self.conn, schemas=(self.config.schema, self.config.state_schema))
-        finally:
-            if self._own:
-                self.conn.close()
-        if error is not None:
-            raise error from exc
-        return False
-
-    def _same_transaction(self) -> bool:
-        """False when the caller committed or rolled back while we ran (our savepoint is gone)."""
-        if self._own:
-            return True
-        with self.conn.cursor() as cur:
-            cur.execute("SELECT now()")
-            return cur.fetchone()[0] == self._xact_started
-
-    def _rollback(self) -> None:
-        try:
-            if self._own:
-                self.conn.rollback()
-            else:
-                try:  # first, as it works in an aborted transaction too (where nothing can be asked)
-                    with self.conn.cursor() as cur:
-                        cur.execute("ROLLBACK TO SAVEPOINT bp_run")
-                        cur.execute("RELEASE SAVEPOINT bp_run")
-                except psycopg2.errors.InvalidSavepointSpecification:
-                    logger.warning("the caller's transaction ended during the protected run; "
-                                   "only what it had not committed can be rolled back")
-                    self.conn.rollback()
-                    return
-        except psycopg2.Error as err:  # never let a failed rollback hide the original error
-            logger.error("rollback failed too: %s", err)
-            return
-        self._reset_sequences()
-
-    def undo_to_start(self) -> None:
-        """Undo every write since ``__enter__`` and stay in the run (a wrapped ETL rolled back).
-
-        The run itself is then bound to fail: its caller rolls back at the end as well.
-        """
-        with self.conn.cursor() as cur:
-            if self._own:
-                self.conn.rollback()
-            else:
-                cur.execute("ROLLBACK TO SAVEPOINT bp_run")
-            cur.execute("SELECT pg_try_advisory_xact_lock(%s)", (LOCK_KEY,))
-            cur.fetchone()
-        self._reset_sequences()
-
-    def _reset_sequences(self) -> None:
-        """Set back the sequences the rolled-back run moved, under the lock (released by the rollback)."""
-        if not getattr(self, "_sequences", None):
-            return
-        try:
-            with self.conn.cursor() as cur:
-                cur.execute("SELECT pg_try_advisory_xact_lock(%s)", (LOCK_KEY,))
-                if cur.fetchone()[0]:
-                    moved = sequences.reset(self.conn, self._sequences)
-                    if moved:
-                        logger.info("set %d id sequences back to where they were", moved)
-            if self._own:
-                self.conn.rollback()
-        except psycopg2.Error as err:
-            logger.warning("could not set the id sequences back (ids will have a gap): %s", err)
-            if self._own and not self.conn.closed:
-                self.conn.rollback()
-
-    def _commit(self) -> None:
-        self.stage = "commit"
-        if self._own:
-            self.conn.commit()
-            self.report.outcome = "committed"
-        elif not self._same_transaction():
-            self.report.outcome = "completed (the caller committed during the run: not atomic)"
-        else:
-            with self.conn.cursor() as cur:
-                cur.execute("RELEASE SAVEPOINT bp_run")
-            self.report.outcome = "completed (the caller commits)"
-        if self.report.run_id is not None:
-            self._side(lambda c: finish_run(c, self.config, self.report.run_id, "committed",
-                                        report=_jsonable(self.report.to_dict())))
-
-    def _record_failure(self, exc) -> None:
-        self.report.outcome = "rolled_back"
-        if self.report.error is None:
-            self.report.error = str(exc).strip() or type(exc).__name__
-        if self.report.run_id is not None:
-            try:
-                self._side(lambda c: finish_run(c, self.config, self.report.run_id, "failed", stage=self.stage,
-                                                error=str(exc)[:2000]))
-            except psycopg2.Error as err:  # never let the bookkeeping hide the original error
-                logger.error("could not record run %s as failed: %s", self.report.run_id, err)
-
-    def _side_dsn(self) -> str | None:
-        if getattr(self, "_side_target", None):  # read while the connection lived (it may be dead now)
-            return self._side_target
-        if self.dsn or self._own:
-            return db.resolve_dsn(self.dsn)
-        return db.dsn_of(self.conn)
-
-    def _side(self, action) -> bool:
-        """Run ``action(conn)`` on a second connection and commit it (durable bookkeeping)."""
-        if not self.durable:
-            return False
-        try:
-            side = psycopg2.connect(self._side_dsn())
-        except psycopg2.Error as err:
-            logger.warning("no second connection for durable bookkeeping: %s", str(err).strip())
-            return False
-        try:
-            action(side)
-            side.commit()
-            return True
-        finally:
-            side.close()
 
     # -- the five stages ----------------------------------------------------------------
     def validate_constraints(self, repair: bool | None = None) -> ConstraintReport:
@@ -361,13 +175,3 @@ class BulletproofTeamPreservation:
         self.restore_user_data()
         self.validate_health(raise_on_critical=True)
         return self.report
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, HealthStatus):
-        return value.value
-    return value

@@ -8,11 +8,12 @@ import sys
 import time
 from pathlib import Path
 
-from . import _render, db
-from ._verify import checksums, differences
-from .config import DEFAULT_CONFIG, PreservationConfig
-from .errors import BulletproofError
-from .health import HealthStatus
+from .. import db
+from ..config import DEFAULT_CONFIG, PreservationConfig
+from ..errors import BulletproofError
+from ..health.check import HealthStatus
+from . import render
+from .checksums import checksums, differences
 
 EXIT_OK, EXIT_WARNING, EXIT_FAILED = 0, 1, 2
 
@@ -123,14 +124,14 @@ def _prepare(args, *, dry_run: bool):
 
 def protected_run(args, *, dry_run: bool, force: bool = False):
     """Run the wrapped ETL; returns (ok, report dict)."""
-    from .integration import PATCH_ATTRIBUTE, create_bulletproof_etl_wrapper
+    from ..integration.patching import PATCH_ATTRIBUTE, create_bulletproof_etl_wrapper
 
     dsn, etl_class, data_dir = _prepare(args, dry_run=dry_run)
     config = load_config(args) if getattr(args, "config", None) else None
     wrapped = create_bulletproof_etl_wrapper(etl_class, config)
     patch = wrapped.__dict__[PATCH_ATTRIBUTE]
     etl = wrapped(data_dir, dsn, league=args.league)
-    progress = _render.Progress(total=len(patch.originals) + 4, enabled=not args.quiet)
+    progress = render.Progress(total=len(patch.originals) + 4, enabled=not args.quiet)
     etl.bulletproof_dry_run = dry_run
     etl.bulletproof_force = force
     etl.bulletproof_progress = progress
@@ -150,7 +151,7 @@ def cmd_run(args) -> int:
     if args.json:
         _out(json.dumps(report, indent=2, sort_keys=True, default=str))
     else:
-        _out(_render.run_text(report, ok))
+        _out(render.run_text(report, ok))
     return _status_code(report.get("health")) if ok else EXIT_FAILED
 
 
@@ -174,7 +175,7 @@ def cmd_test(args) -> int:
     if args.json:
         _out(json.dumps(result, indent=2, sort_keys=True, default=str))
     else:
-        _out(_render.run_text(report, ok))
+        _out(render.run_text(report, ok))
         _out("")
         if changed:
             _out(f"self-test FAILED: the dry run changed {', '.join(changed)}")
@@ -187,8 +188,8 @@ def cmd_test(args) -> int:
 
 
 def cmd_health(args) -> int:
-    from .catalog import read_catalog
-    from .health import check_health
+    from ..catalog import read_catalog
+    from ..health.check import check_health
 
     conn = db.connect(args.dsn)
     try:
@@ -202,12 +203,12 @@ def cmd_health(args) -> int:
     elif args.prometheus:
         sys.stdout.write(report.to_prometheus())
     else:
-        _out(_render.health_text(report.to_dict()))
+        _out(render.health_text(report.to_dict()))
     return report.status.exit_code
 
 
 def cmd_diagnose(args) -> int:
-    from .diagnose import diagnose
+    from ..health.diagnose import diagnose
 
     conn = db.connect(args.dsn)
     try:
@@ -218,17 +219,17 @@ def cmd_diagnose(args) -> int:
         _out(report.to_json())
         return report.exit_code
     rows = [[c.column, c.entity, c.owner, c.has_fk, c.orphans] for c in report.columns]
-    _out(_render.table(["column", "references", "owner", "foreign key", "orphans"], rows, right={4}))
+    _out(render.table(["column", "references", "owner", "foreign key", "orphans"], rows, right={4}))
     for c in report.columns:
         if not c.examples:
             continue
         _out(f"\n{c.column}: {c.orphans} orphaned, for example:")
         ex = [[json.dumps(e["pk"], sort_keys=True), e["id"], _known(e)] for e in c.examples]
-        _out(_render.table(["row", "dangling id", "what the ledger knows"], ex, right={1}))
+        _out(render.table(["row", "dangling id", "what the ledger knows"], ex, right={1}))
     _out(f"\norphaned references: {report.user_orphans} user-owned, {report.etl_orphans} ETL-owned")
     if report.runs:
         runs = [[r["run_id"], r["started_at"][:19], r["mode"], r["outcome"], r["snapshot"]] for r in report.runs]
-        _out("\n" + _render.table(["run", "started", "mode", "outcome", "snapshot"], runs, right={0}))
+        _out("\n" + render.table(["run", "started", "mode", "outcome", "snapshot"], runs, right={0}))
     elif not report.state_schema:
         _out("no protected run has happened here yet (no identity ledger): "
              "`bulletproof-etl repair` can map only by context and content")
@@ -245,7 +246,7 @@ def _known(example: dict) -> str:
 
 
 def cmd_repair(args) -> int:
-    from .repair import emergency_repair, repair_from_snapshot
+    from ..integration.repair import emergency_repair, repair_from_snapshot
 
     if args.from_snapshot:
         result = repair_from_snapshot(args.dsn, args.from_snapshot, load_config(args), dry_run=args.dry_run)
@@ -254,20 +255,20 @@ def cmd_repair(args) -> int:
         else:
             rows = [[e, r.in_snapshot, r.in_place, r.renumbered, r.reinserted, len(r.conflicts)]
                     for e, r in result.entities.items()]
-            _out(_render.table(["entity", "in snapshot", "in place", "renumbered", "re-inserted", "conflicts"], rows))
+            _out(render.table(["entity", "in snapshot", "in place", "renumbered", "re-inserted", "conflicts"], rows))
             for r in result.entities.values():
                 for conflict in r.conflicts[:10]:
                     _out(f"  conflict: {conflict}")
             _out("")
             _out(("DRY RUN (rolled back): " if args.dry_run else "") + result.message())
             _out("")
-            _out(_render.health_text(result.health.to_dict(), title=f"health against run {result.run_id}"))
+            _out(render.health_text(result.health.to_dict(), title=f"health against run {result.run_id}"))
         return result.health.status.exit_code
     result = emergency_repair(args.dsn, load_config(args), constraints=args.emergency, dry_run=args.dry_run)
     if args.json:
         _out(json.dumps(result.to_dict(), indent=2, sort_keys=True, default=str))
     else:
-        _out(_render.health_text(result.before.to_dict(), title="before"))
+        _out(render.health_text(result.before.to_dict(), title="before"))
         if result.constraints:
             done = result.constraints.get("repaired") or []
             _out("\nconstraints: " + ("; ".join(done) if done else "nothing to repair"))
@@ -275,7 +276,7 @@ def cmd_repair(args) -> int:
             totals = result.restore.get("totals", {})
             _out("\nrepair: " + ", ".join(f"{k} {v}" for k, v in sorted(totals.items())))
         _out("")
-        _out(_render.health_text(result.after.to_dict(), title="after"))
+        _out(render.health_text(result.after.to_dict(), title="after"))
         verdict = {"rolled_back": "health would still be CRITICAL: the repair was rolled back",
                    "dry_run": "DRY RUN: nothing was changed"}.get(result.outcome, "repair committed")
         _out(f"\n{verdict} (run {result.run_id})")
@@ -285,7 +286,7 @@ def cmd_repair(args) -> int:
 
 
 def cmd_enable(args) -> int:
-    from .integration import (
+    from ..integration.patching import (
         PATCH_ATTRIBUTE,
         is_patched,
         patch_existing_etl_class,
@@ -308,7 +309,7 @@ def cmd_enable(args) -> int:
     started = time.perf_counter()
     args.json = False
     code = cmd_test(args)
-    _out(f"\nself-test finished in {_render.seconds(time.perf_counter() - started)}")
+    _out(f"\nself-test finished in {render.seconds(time.perf_counter() - started)}")
     if active and restored and code != EXIT_FAILED:
         _out("bulletproof protection is ready: run the ETL with `bulletproof-etl run` (or "
              "scripts/run_bulletproof_etl.py), or call patch_existing_etl_class() in your own entry point")

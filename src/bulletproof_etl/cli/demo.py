@@ -4,7 +4,7 @@ Two fresh databases on one server (the embedded PostgreSQL unless a DSN is given
 both, season 1 of the bundled sample is loaded with the legacy ETL and users create their
 data; then season 2 (renamed clubs, respelled series, removed and added teams, duplicated
 and messy records) is imported with the legacy ETL in one and with protection in the
-other. Every figure of the comparison is a recount with plain SQL (``_recount``), never
+other. Every figure of the comparison is a recount with plain SQL (``demo_recount``), never
 a number copied from the library's own report.
 """
 
@@ -17,9 +17,10 @@ from dataclasses import asdict, dataclass, field
 import psycopg2
 from psycopg2 import sql
 
-from . import _recount, db
-from ._render import seconds, table
-from .errors import BulletproofError
+from .. import db
+from ..errors import BulletproofError
+from . import demo_recount as recount
+from .render import seconds, table
 
 DEMO_COMMENT = "bulletproof-etl demo"
 DEFAULT_PREFIX = "bulletproof_demo"
@@ -123,7 +124,7 @@ def _season_two(side: DemoSide, dsn: str, protected: bool) -> None:
     import rally_etl
     from rally_etl.sample import sample_data_dir
 
-    from .integration import create_bulletproof_etl_wrapper
+    from ..integration.patching import create_bulletproof_etl_wrapper
 
     etl_class = create_bulletproof_etl_wrapper(rally_etl.ComprehensiveETL) if protected else rally_etl.ComprehensiveETL
     etl = etl_class(sample_data_dir(2), dsn)
@@ -149,7 +150,7 @@ def run_demo(dsn: str | None = None, *, keep: bool = False, per_team: float = 1.
 
     server = db.resolve_dsn(dsn)
     result = DemoResult(server=db.describe_dsn(server), kept=keep, databases=database_names(prefix))
-    renames = _recount.sample_renames()
+    renames = recount.sample_renames()
     admin = _admin(server)
     created = []
     try:
@@ -159,15 +160,15 @@ def run_demo(dsn: str | None = None, *, keep: bool = False, per_team: float = 1.
             target = _with_dbname(server, database)
             say(f"{name}: loading season 1 of the sample and creating user activity in {database}")
             _season_one(target, per_team)
-            before = _recount.state(target)
+            before = recount.state(target)
             result.user_rows = sum(len(v) for v in before.rows.values())
             result.references = sum(1 for v in before.refs.values() if v is not None)
             side = DemoSide(name, database, teams_before=len(before.teams))
             say(f"{name}: importing season 2 with the {'protected' if name == 'protected' else 'legacy'} ETL")
             _season_two(side, target, protected=name == "protected")
-            after = _recount.state(target)
-            _recount.compare(side, before, after, renames)
-            side.quarantined = _recount.quarantined(target) if name == "protected" else None
+            after = recount.state(target)
+            recount.compare(side, before, after, renames)
+            side.quarantined = recount.quarantined(target) if name == "protected" else None
             result.sides[name] = side
             say(f"{name}: done in {seconds(side.seconds)}")
     finally:

@@ -13,8 +13,8 @@ import warnings
 
 import psycopg2
 
-from . import __version__
-from .errors import BulletproofError
+from ..errors import BulletproofError
+from ..version import __version__
 
 logger = logging.getLogger(__name__)
 
@@ -145,9 +145,9 @@ def main(argv: list | None = None) -> int:
     log_handler, log_level = _logging(args)
     # the embedded server's helper warns about an unset XDG_RUNTIME_DIR and falls back to /tmp: harmless
     warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
-    from . import _commands
+    from . import commands
 
-    handler = getattr(_commands, f"cmd_{args.command}")
+    handler = getattr(commands, f"cmd_{args.command}")
     try:
         return handler(args)
     except KeyboardInterrupt:
@@ -162,7 +162,3 @@ def main(argv: list | None = None) -> int:
     finally:
         logging.getLogger().removeHandler(log_handler)
         logging.getLogger().setLevel(log_level)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,6 @@
-"""The checks of a run against its snapshot (health.py): NULLed, lost and misattached rows.
+"""The checks of a run against its snapshot (health/check.py): NULLed, lost and misattached rows.
 
-Tables the snapshot keeps as keys are compared through :mod:`.snapkeys` (whole arrays first,
+Tables the snapshot keeps as keys are compared through :mod:`..snapshot.keys` (whole arrays first,
 rows only where something changed); tables copied whole, row by row against ``snap_rows``.
 """
 
@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from psycopg2 import sql
 
-from . import snapkeys
-from .config import ENTITIES
-from .snapshot import _copy_rows, state
+from ..config import ENTITIES
+from ..snapshot import keys as snapkeys
+from ..state import copy_rows, state
 
 
 def _dep_filter(config, dep) -> tuple:
@@ -111,7 +111,7 @@ def misattached_rows(cur, config, catalog, run_id, keys_now: dict, keyed=None) -
     cur.execute("DROP TABLE IF EXISTS _bp_keys_now; DROP TABLE IF EXISTS _bp_keys_before")
     cur.execute("CREATE TEMP TABLE _bp_keys_now (entity text, id bigint, key text[], PRIMARY KEY (entity, id)) "
                 "ON COMMIT DROP")
-    _copy_rows(cur, sql.Identifier("_bp_keys_now"), ("entity", "id", "key"),
+    copy_rows(cur, sql.Identifier("_bp_keys_now"), ("entity", "id", "key"),
                ((e, i, list(k) if k else None) for e in ENTITIES for i, k in keys_now[e].items()))
     cur.execute(sql.SQL("CREATE TEMP TABLE _bp_keys_before ON COMMIT DROP AS SELECT entity, id, key FROM {} "
                         "WHERE run_id = %s AND key IS NOT NULL").format(state(config, "snap_entities")), (run_id,))

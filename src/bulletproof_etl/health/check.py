@@ -32,17 +32,17 @@ from dataclasses import asdict, dataclass, field
 
 from psycopg2 import sql
 
-from . import snapkeys
-from ._against_snapshot import (
+from ..catalog import Catalog, current_keys
+from ..config import PreservationConfig
+from ..snapshot import keys as snapkeys
+from ..state import state
+from .against_snapshot import (
     _dep_filter,
     _stage_run_state,
     lost_rows,
     misattached_rows,
     null_counts,
 )
-from .catalog import Catalog, current_keys
-from .config import PreservationConfig
-from .snapshot import state
 
 NULL_POLICIES = ("allowed", "since_snapshot", "forbidden")
 
@@ -87,7 +87,7 @@ class HealthReport:
 
     def to_prometheus(self) -> str:
         """The report in the Prometheus text exposition format (version 0.0.4)."""
-        from ._prometheus import render
+        from .prometheus import render
 
         return render(self)
 

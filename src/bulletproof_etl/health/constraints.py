@@ -26,9 +26,9 @@ from dataclasses import asdict, dataclass, field
 import psycopg2
 from psycopg2 import sql
 
-from .catalog import Catalog, current_keys
-from .config import PreservationConfig
-from .health import REQUIRED_UNIQUE
+from ..catalog import Catalog, current_keys
+from ..config import PreservationConfig
+from .check import REQUIRED_UNIQUE
 
 logger = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ from dataclasses import asdict, dataclass, field
 
 from psycopg2 import sql
 
-from .catalog import current_keys, read_catalog
-from .config import DEFAULT_CONFIG, PreservationConfig
-from .snapshot import pk_json, state
+from ..catalog import current_keys, read_catalog
+from ..config import DEFAULT_CONFIG, PreservationConfig
+from ..state import pk_json, state
 
 EXAMPLES = 5
 

@@ -19,8 +19,8 @@ from __future__ import annotations
 import functools
 import re
 
-from .config import canonical_name, canonical_series
-from .errors import InvalidInput
+from ..config import canonical_name, canonical_series
+from ..errors import InvalidInput
 
 #: Characters that render as nothing yet make strings differ.
 INVISIBLE = frozenset(

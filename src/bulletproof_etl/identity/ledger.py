@@ -1,12 +1,59 @@
-"""Adding the ids a run created to the identity ledger (inside the run's transaction)."""
+"""The identity ledger: every entity id ever seen, with its natural key, written only on change.
+
+:func:`record_ledger` is the one writer (the entity snapshot calls it with every current id);
+:func:`ledger_add` adds the ids a run created, inside the run's transaction.
+"""
 
 from __future__ import annotations
 
 from psycopg2 import sql
 
-from .catalog import current_keys
-from .config import ENTITIES, PreservationConfig
-from .snapshot import _copy_rows, record_ledger
+from ..catalog import current_keys
+from ..config import ENTITIES, PreservationConfig
+from ..state import copy_rows, state
+
+#: ``ledger.last_run`` of an id that is present (see :func:`record_ledger`): above every run id.
+PRESENT = 2**63 - 1
+
+
+def record_ledger(cur, config: PreservationConfig, run_id: int, source: sql.Composable, *,
+                  complete: bool = False) -> int:
+    """Bring the ledger up to date with ``source`` (entity, id, key, row); returns ids added.
+
+    ``first_run`` is the run that first saw the id. ``last_run`` is the last run whose entity
+    snapshot (or ledger update) found the id with its key; while it still does, ``last_run``
+    is :data:`PRESENT`, which sorts above every run id, so "the id seen last" and "seen
+    in or after run N" read the same as if every present id were refreshed to the latest run,
+    yet an unchanged id is never written. Only these are written: ids the ledger has never
+    seen (``first_run`` = this run), ids whose row changed, ids seen again after being
+    absent, and, when ``source`` is ``complete`` (every id with a key now, the entity
+    snapshot), ids no longer present under their key: their ``last_run`` becomes the last
+    run that saw them, the latest earlier entity snapshot (or their ``first_run``, if later).
+    Keys never change: an id found under another key is not refreshed.
+    """
+    gone = sql.SQL("")
+    if complete:
+        gone = sql.SQL(
+            ", gone AS (UPDATE {ledger} l SET last_run = greatest(l.first_run, (SELECT max(r.run_id) FROM {runs} r"
+            " WHERE r.run_id < %(run)s AND r.counts ? 'entities'))"
+            " WHERE l.last_run = %(present)s AND NOT EXISTS (SELECT 1 FROM src"
+            " WHERE src.entity = l.entity AND src.id = l.id AND src.key = l.key) RETURNING 1)"
+        ).format(ledger=state(config, "ledger"), runs=state(config, "runs"))
+    cur.execute(
+        sql.SQL(
+            "WITH src AS MATERIALIZED ({source}), "
+            "added AS (INSERT INTO {ledger} (entity, id, key, row, first_run, last_run) "
+            " SELECT src.entity, src.id, src.key, src.row, %(run)s, %(present)s FROM src"
+            " WHERE NOT EXISTS (SELECT 1 FROM {ledger} l WHERE l.entity = src.entity AND l.id = src.id)"
+            " RETURNING 1), "
+            "seen AS (UPDATE {ledger} l SET last_run = %(present)s, row = src.row FROM src"
+            " WHERE l.entity = src.entity AND l.id = src.id AND l.key = src.key"
+            " AND (l.last_run IS DISTINCT FROM %(present)s OR l.row IS DISTINCT FROM src.row) RETURNING 1)"
+            "{gone} SELECT (SELECT count(*) FROM added)"
+        ).format(ledger=state(config, "ledger"), source=source, gone=gone),
+        {"run": run_id, "present": PRESENT},
+    )
+    return cur.fetchone()[0]
 
 
 def ledger_add(conn, config: PreservationConfig, run_id: int, keys: dict | None = None) -> int:
@@ -23,8 +70,8 @@ def ledger_add(conn, config: PreservationConfig, run_id: int, keys: dict | None 
     with conn.cursor() as cur:
         cur.execute("DROP TABLE IF EXISTS _bp_newkeys")
         cur.execute("CREATE TEMP TABLE _bp_newkeys (entity text, id bigint, key text[]) ON COMMIT DROP")
-        _copy_rows(cur, sql.Identifier("_bp_newkeys"), ("entity", "id", "key"),
-                   ((e, i, list(k)) for e in ENTITIES for i, k in keys[e].items() if k is not None))
+        copy_rows(cur, sql.Identifier("_bp_newkeys"), ("entity", "id", "key"),
+                  ((e, i, list(k)) for e in ENTITIES for i, k in keys[e].items() if k is not None))
         cur.execute(
             sql.SQL("DELETE FROM _bp_newkeys n USING {} l WHERE l.entity = n.entity AND l.id = n.id").format(
                 sql.Identifier(config.state_schema, "ledger"))

@@ -1,4 +1,4 @@
-"""Re-keying: give a row that someone re-inserted under a new id its ledger id back.
+"""Ledger ids back (re-keying): a row that someone re-inserted under a new id gets its ledger id.
 
 The legacy ETL deletes leagues, clubs and series and inserts them again, so they come back
 under new serial ids before the protected upsert ever sees them. For every entity row whose
@@ -39,9 +39,9 @@ from dataclasses import asdict, dataclass, field
 import psycopg2
 from psycopg2 import sql
 
-from .catalog import referencing_columns
-from .config import PreservationConfig
-from .snapshot import state
+from ..catalog import referencing_columns
+from ..config import PreservationConfig
+from ..state import state
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import logging
 
 from psycopg2 import sql
 
-from .config import ENTITIES, PreservationConfig
+from ..config import ENTITIES, PreservationConfig
 
 logger = logging.getLogger(__name__)
 

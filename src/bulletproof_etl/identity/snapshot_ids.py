@@ -1,4 +1,4 @@
-"""Renumbering entity rows back to the ids of a snapshot (the core of ``repair --from-snapshot``).
+"""Snapshot ids back: entity rows renumbered to the ids of a snapshot (``repair --from-snapshot``).
 
 Per entity, the ids wanted are the snapshot's (and, for keys the run itself added, the ids
 the ledger saw last). A key now held under another id is moved back in one statement per
@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 import psycopg2
 from psycopg2 import sql
 
-from .catalog import current_keys
-from .config import PreservationConfig
-from .rekey import create_fk_indexes, drop_fk_indexes
-from .snapshot import _copy_rows, state
+from ..catalog import current_keys
+from ..config import PreservationConfig
+from ..state import copy_rows, state
+from .ledger_ids import create_fk_indexes, drop_fk_indexes
 from .upsert import keep_sequence_ahead
 
 logger = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ def repair_entity(conn, config, catalog, run_id: int, entity: str, desired: dict
                 indexes = create_fk_indexes(cur, config, entity, len(moves))
             cur.execute("DROP TABLE IF EXISTS _bp_renum")
             cur.execute("CREATE TEMP TABLE _bp_renum (new_id bigint PRIMARY KEY, old_id bigint UNIQUE) ON COMMIT DROP")
-            _copy_rows(cur, sql.Identifier("_bp_renum"), ("new_id", "old_id"), sorted(moves.items()))
+            copy_rows(cur, sql.Identifier("_bp_renum"), ("new_id", "old_id"), sorted(moves.items()))
             cur.execute(renumber_statement(config, entity, referencing))
             repointed, moved = cur.fetchone()
             out.renumbered += moved

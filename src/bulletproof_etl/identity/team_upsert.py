@@ -11,11 +11,11 @@ import operator
 
 from psycopg2 import sql
 
-from .catalog import current_keys
-from .config import PreservationConfig
-from .errors import ImportRefused
-from .rekey import rekey_entity
-from .snapshot import ensure_state_schema, state
+from ..catalog import current_keys
+from ..config import PreservationConfig
+from ..errors import ImportRefused
+from ..state import ensure_state_schema, state
+from .ledger_ids import rekey_entity
 from .upsert import (
     UpsertResult,
     Write,

@@ -20,16 +20,13 @@ from dataclasses import dataclass, field, fields
 import psycopg2
 from psycopg2 import sql
 
-from .config import PreservationConfig
-from .errors import InvalidInput
-from .failures import must_abort
-from .snapshot import _copy_rows, ensure_state_schema, state
+from ..config import PreservationConfig
+from ..errors import InvalidInput
+from ..failures import must_abort
+from ..state import copy_rows, ensure_state_schema, state
+from .write import Write, first_line, idents, source, write_row_by_row
 
 logger = logging.getLogger(__name__)
-
-#: Rows that failed in the manual path are retried while a pass makes progress (name swaps).
-MANUAL_PASSES = 3
-
 
 @dataclass
 class UpsertResult:
@@ -67,24 +64,6 @@ class UpsertResult:
 
 
 _PRIVATE = ("ids", "new_ids", "retired_ids")
-
-
-@dataclass(frozen=True)
-class Write:
-    """How staged rows become rows of one table: the columns and the value of each.
-
-    ``values`` are expressions over the staging row ``s`` and the row now in the table
-    ``cur`` (NULL when there is none); ``touch`` is set on update only (``updated_at``).
-    """
-
-    table: sql.Composable
-    columns: tuple
-    values: tuple
-    touch: tuple = ()  # ((column, expression), ...)
-
-
-def _ident(names) -> list:
-    return [sql.Identifier(n) for n in names]
 
 
 def _parent_write(config: PreservationConfig, entity: str) -> tuple:
@@ -129,7 +108,7 @@ def _stage(cur, columns, rows) -> None:
         "existed boolean NOT NULL DEFAULT false, from_ledger boolean NOT NULL DEFAULT false, "
         "known boolean NOT NULL DEFAULT false, lrow jsonb{defs}) ON COMMIT DROP").format(defs=defs))
     names = ["ord", "key", "id", "existed"] + [f"c{i}" for i in range(len(columns))]
-    _copy_rows(cur, sql.Identifier("_bp_stage"), names, rows)
+    copy_rows(cur, sql.Identifier("_bp_stage"), names, rows)
     # statistics only for the columns the later statements join and filter on (the value
     # columns are only copied): a third of the cost of the whole table
     cur.execute("ANALYZE _bp_stage (ord, key, id)")
@@ -207,22 +186,17 @@ def resolve_ids(cur, config: PreservationConfig, entity: str) -> None:
 
 # -- writing ------------------------------------------------------------------------------
 
-def _source(write: Write) -> sql.Composed:
-    return sql.SQL("FROM _bp_stage s LEFT JOIN {tbl} cur ON cur.id = s.id WHERE s.id IS NOT NULL").format(
-        tbl=write.table)
-
-
 def set_based_statement(write: Write) -> sql.Composed:
     """The one ``INSERT ... ON CONFLICT (id) DO UPDATE ... WHERE distinct`` of a batch."""
-    cols = sql.SQL(", ").join(_ident(write.columns))
-    excl = sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(c) for c in _ident(write.columns))
-    tcols = sql.SQL(", ").join(sql.SQL("t.{}").format(c) for c in _ident(write.columns))
+    cols = sql.SQL(", ").join(idents(write.columns))
+    excl = sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(c) for c in idents(write.columns))
+    tcols = sql.SQL(", ").join(sql.SQL("t.{}").format(c) for c in idents(write.columns))
     touch = sql.SQL("").join(sql.SQL(", {} = {}").format(sql.Identifier(c), e) for c, e in write.touch)
     return sql.SQL(
         "INSERT INTO {tbl} AS t (id, {cols}) SELECT s.id, {vals} {src} ORDER BY s.ord "
         "ON CONFLICT (id) DO UPDATE SET ({cols}) = ROW({excl}){touch} "
         "WHERE ({tcols}) IS DISTINCT FROM ({excl}) RETURNING t.id, (t.xmax = 0)"
-    ).format(tbl=write.table, cols=cols, vals=sql.SQL(", ").join(write.values), src=_source(write),
+    ).format(tbl=write.table, cols=cols, vals=sql.SQL(", ").join(write.values), src=source(write),
              excl=excl, tcols=tcols, touch=touch)
 
 
@@ -238,77 +212,13 @@ def write_staged(cur, write: Write, result: UpsertResult) -> None:
             raise
         cur.execute("ROLLBACK TO SAVEPOINT bp_upsert")
         cur.execute("RELEASE SAVEPOINT bp_upsert")
-        message = _first_line(exc)
+        message = first_line(exc)
         logger.warning("set-based upsert of %s failed (%s); using the manual path", result.entity, message)
         result.path = "manual"
         result.errors.append({"stage": "set-based", "error": message,
                               "constraint": getattr(getattr(exc, "diag", None), "constraint_name", None)})
-        written = _manual(cur, write, result)
+        written = write_row_by_row(cur, write, result)
     _tally(cur, result, {i for i, ins in written if ins}, {i for i, ins in written if not ins})
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _manual(cur, write: Write, result: UpsertResult) -> list:
-    """Select, then update or insert, one row at a time inside savepoints.
-
-    Needs no unique constraint at all (not even on ``id``). Rows that fail are retried
-    while a pass makes progress (two teams swapping names), then reported; a failed new
-    row gets no id, a failed existing row keeps its id and its old values.
-    """
-    cols = sql.SQL(", ").join(_ident(write.columns))
-    marks = sql.SQL(", ").join(sql.Placeholder() * len(write.columns))
-    tcols = sql.SQL(", ").join(sql.SQL("t.{}").format(c) for c in _ident(write.columns))
-    touch = sql.SQL("").join(sql.SQL(", {} = {}").format(sql.Identifier(c), e) for c, e in write.touch)
-    update = sql.SQL("UPDATE {tbl} t SET ({cols}) = ROW({marks}){touch} WHERE t.id = %s "
-                     "AND ({tcols}) IS DISTINCT FROM ({marks})").format(
-        tbl=write.table, cols=cols, marks=marks, touch=touch, tcols=tcols)
-    exists = sql.SQL("SELECT 1 FROM {tbl} WHERE id = %s").format(tbl=write.table)
-    insert = sql.SQL("INSERT INTO {tbl} (id, {cols}) VALUES (%s, {marks})").format(
-        tbl=write.table, cols=cols, marks=marks)
-    cur.execute(sql.SQL("SELECT s.ord, s.id, s.existed, {vals} {src} ORDER BY s.ord").format(
-        vals=sql.SQL(", ").join(write.values), src=_source(write)))
-    pending = cur.fetchall()
-    written: list = []
-    failures: dict = {}
-    for _ in range(MANUAL_PASSES):
-        retry = []
-        for row in pending:
-            ord_, id_, _existed, *values = row
-            cur.execute("SAVEPOINT bp_row")
-            try:
-                cur.execute(update, (*values, id_, *values))
-                if cur.rowcount:
-                    written.append((id_, False))
-                else:
-                    cur.execute(exists, (id_,))
-                    if cur.fetchone() is None:
-                        cur.execute(insert, (id_, *values))
-                        written.append((id_, True))
-                cur.execute("RELEASE SAVEPOINT bp_row")
-                failures.pop(ord_, None)
-            except psycopg2.Error as exc:
-                cur.execute("ROLLBACK TO SAVEPOINT bp_row")
-                cur.execute("RELEASE SAVEPOINT bp_row")
-                failures[ord_] = exc
-                retry.append(row)
-        if not retry or len(retry) == len(pending):
-            pending = retry
-            break
-        pending = retry
-    for ord_, id_, existed, *_values in pending:
-        exc = failures[ord_]
-        result.errors.append({
-            "record": ord_, "id": id_,
-            "constraint": getattr(getattr(exc, "diag", None), "constraint_name", None),
-            "error": _first_line(exc),
-        })
-        if not existed:
-            cur.execute("UPDATE _bp_stage SET id = NULL WHERE ord = %s", (ord_,))
-    return written
 
 
 def _tally(cur, result: UpsertResult, inserted: set, updated: set) -> None:

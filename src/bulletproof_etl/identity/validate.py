@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ..errors import InvalidInput
 from . import input_checks
-from .errors import InvalidInput
 
 MAX_NAME_LENGTH = 255  # the varchar(255) of the reference schema
 

@@ -14,8 +14,8 @@ import logging
 
 from psycopg2 import sql
 
-from .catalog import Catalog
-from .config import PreservationConfig
+from ..catalog import Catalog
+from ..config import PreservationConfig
 
 logger = logging.getLogger(__name__)
 

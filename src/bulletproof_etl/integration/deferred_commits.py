@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 
-from .errors import BulletproofError
+from ..errors import BulletproofError
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,6 @@
-"""The three ways to protect an existing ETL, and the emergency repair.
+"""Patching, wrapping and the direct call: the three ways to protect an existing ETL.
+
+Also the emergency repair's public entry point.
 
 - :func:`patch_existing_etl_class` patches a class in place so that ``etl.run()`` is
   protected end to end (idempotent; :func:`unpatch_etl_class` undoes it).
@@ -25,11 +27,12 @@ import functools
 import logging
 from dataclasses import dataclass
 
-from ._deferred import real_connection
-from ._protected_run import ProtectedRun, StageEvent
-from .config import DEFAULT_CONFIG, PreservationConfig
-from .errors import BulletproofError
-from .preservation import BulletproofTeamPreservation
+from ..config import DEFAULT_CONFIG, PreservationConfig
+from ..errors import BulletproofError
+from ..preservation import BulletproofTeamPreservation
+from .deferred_commits import real_connection
+from .protected_run import ProtectedRun
+from .repair import emergency_repair
 
 logger = logging.getLogger(__name__)
 
@@ -276,19 +279,5 @@ def emergency_repair_orphans(dsn_or_conn=None, config: PreservationConfig | None
     commits; with a connection it works in a savepoint and leaves the commit to the caller.
     ``constraints=True`` also repairs constraints first (merging duplicate teams).
     """
-    from .repair import emergency_repair
-
     result = emergency_repair(dsn_or_conn, config, constraints=constraints, dry_run=dry_run)
     return result.before, result.after
-
-
-__all__ = [
-    "EtlHooks",
-    "StageEvent",
-    "bulletproof_import_teams",
-    "create_bulletproof_etl_wrapper",
-    "emergency_repair_orphans",
-    "is_patched",
-    "patch_existing_etl_class",
-    "unpatch_etl_class",
-]

@@ -7,7 +7,7 @@ The ETL runs its own steps; the patched hooks call in here:
   hands the ETL a :class:`DeferredConnection`, so its per-step commits become one
   transaction; later calls get the same proxy;
 - the clear step validates constraints and takes the durable snapshot, then deletes only
-  ETL-owned rows (``_clear``); leagues, clubs and series are upserted in place, teams go
+  ETL-owned rows (``clear_step``); leagues, clubs and series are upserted in place, teams go
   through ``preserve_teams_during_import``;
 - at the end, if the ETL said it succeeded, user data is restored and health checked, and
   the real connection commits once. Anything else rolls everything back.
@@ -21,13 +21,14 @@ from dataclasses import asdict, dataclass
 
 import psycopg2
 
-from ._clear import clear_etl_rows
-from ._deferred import DeferredConnection, real_connection
-from .catalog import current_keys
-from .config import PreservationConfig
-from .errors import BulletproofError, StageFailed
-from .preservation import BulletproofTeamPreservation, RunReport
-from .upsert import upsert_entities
+from ..catalog import current_keys
+from ..config import PreservationConfig
+from ..errors import BulletproofError, StageFailed
+from ..identity.upsert import upsert_entities
+from ..preservation import BulletproofTeamPreservation, RunReport
+from ..state import finish_run
+from .clear_step import clear_etl_rows
+from .deferred_commits import DeferredConnection, real_connection
 
 logger = logging.getLogger(__name__)
 
@@ -232,7 +233,6 @@ class ProtectedRun:
             self.report.error = self.report.error or f"commit: {_first_line(exc)}"
             _quiet_rollback(real)
             if p.report.run_id is not None:
-                from .snapshot import finish_run
                 p._side(lambda c: finish_run(c, self.config, p.report.run_id, "failed", stage="commit",
                                              error=self.report.error))
             _close(real)

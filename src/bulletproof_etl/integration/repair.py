@@ -28,13 +28,14 @@ from dataclasses import dataclass, field
 
 from psycopg2 import sql
 
-from ._renumber import EntityRepair, desired_ids, repair_entity, snapshot_entities
-from .config import DEFAULT_CONFIG, ENTITIES, PreservationConfig
-from .errors import HealthCheckFailed, SnapshotNotFound
-from .health import HealthReport, HealthStatus, check_health
-from .preservation import BulletproofTeamPreservation
-from .restore import restore
-from .snapshot import ensure_state_schema, pk_json, state
+from ..config import DEFAULT_CONFIG, ENTITIES, PreservationConfig
+from ..errors import HealthCheckFailed, SnapshotNotFound
+from ..health.check import HealthReport, HealthStatus, check_health
+from ..identity.snapshot_ids import EntityRepair, desired_ids, repair_entity, snapshot_entities
+from ..preservation import BulletproofTeamPreservation
+from ..restore.entity_map import restore
+from ..state import ensure_state_schema, pk_json, state
+from .deferred_commits import real_connection
 
 logger = logging.getLogger(__name__)
 
@@ -103,8 +104,6 @@ class SnapshotRepairReport:
 def _preservation(dsn_or_conn, config, dry_run: bool, mode: str) -> BulletproofTeamPreservation:
     if dsn_or_conn is None or isinstance(dsn_or_conn, str):
         return BulletproofTeamPreservation(dsn=dsn_or_conn, config=config, dry_run=dry_run, mode=mode)
-    from ._deferred import real_connection
-
     return BulletproofTeamPreservation(real_connection(dsn_or_conn), config=config, dry_run=dry_run, mode=mode)
 
 

@@ -1,6 +1,6 @@
 """Applying the maps to the user tables, set-based: re-insert, remap, quarantine.
 
-Works on two temporary tables built by restore.py: ``_bp_map`` (entity, old id -> new id,
+Works on two temporary tables built by entity_map.py: ``_bp_map`` (entity, old id -> new id,
 strategy) and ``_bp_rowmap`` (table, primary key, column: old id -> new id, by content).
 Every rewritten reference is recorded in ``mappings``; every reference no strategy maps,
 and every snapshot row that cannot go back, gets a ``quarantine`` entry with the original
@@ -14,9 +14,11 @@ import logging
 import psycopg2
 from psycopg2 import sql
 
-from . import _readback, snapkeys
-from .failures import must_abort
-from .snapshot import pk_json, state
+from ..failures import must_abort
+from ..snapshot import keys as snapkeys
+from ..snapshot import readback
+from ..state import pk_json, state
+from .report import TableRestore
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +49,7 @@ def _stage_missing(cur, config, table, pk, run_id, tr, keyed_pk=None, integer=Fa
     tbl = sql.Identifier(config.schema, table)
     cur.execute("DROP TABLE IF EXISTS _bp_missing; DROP TABLE IF EXISTS _bp_changes")
     if keyed_pk:
-        missing, tr.left_deleted = _readback.stage_missing_keyed(cur, config, run_id, table, keyed_pk)
+        missing, tr.left_deleted = readback.stage_missing_keyed(cur, config, run_id, table, keyed_pk)
     else:
         cur.execute(
             sql.SQL("CREATE TEMP TABLE _bp_missing ON COMMIT DROP AS SELECT s.pk, s.row, s.row AS original "
@@ -237,8 +239,6 @@ def _null_live(cur, config, table, pk, dep, ids, tr, touched: set) -> None:
 
 
 def apply_restore(cur, config, catalog, run_id, unresolved: dict, report) -> None:
-    from .restore import TableRestore
-
     keyed = snapkeys.keyed_tables(cur, config, run_id)
     integer = snapkeys.integer_pks(cur, config)
     deps_of: dict = {}

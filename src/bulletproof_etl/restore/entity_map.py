@@ -5,9 +5,9 @@
    now), then ``context`` (the old team's club, name or alias among teams whose key is new,
    e.g. a renamed club; a series by its canonical name). A team retired in this run moves
    to a unique new-key team the same way. An id the ledger knows, that no strategy maps and
-   that no row holds now, is kept alive: its old row comes back inactive (resurrect.py).
+   that no row holds now, is kept alive: its old row comes back inactive (revive.py).
 2. Ids nobody knows (no ledger entry: a database damaged before any snapshot) are mapped by
-   row evidence (rowmatch.py): rows that name their team, leagues and series through the
+   row evidence (row_evidence.py): rows that name their team, leagues and series through the
    teams of the same row, all evidence unanimous (``context``); then, per row, series named
    in a poll or message plus the author's own teams (``content``).
 3. Ids still unmapped: a NOT NULL column keeps the row valid with a placeholder entity and
@@ -21,89 +21,20 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
 
 from psycopg2 import sql
 
-from . import rowmatch, strategies
-from .catalog import Catalog, current_keys
-from .config import PreservationConfig
-from .constraints import validate_pending
-from .errors import BulletproofError
-from .resurrect import resurrect
-from .snapshot import _copy_rows, pk_json, state
+from ..catalog import Catalog, current_keys
+from ..config import PreservationConfig
+from ..errors import BulletproofError
+from ..health.constraints import validate_pending
+from ..state import copy_rows, pk_json, state
+from . import row_evidence, strategies
+from .apply import apply_restore
+from .report import RestoreReport
+from .revive import resurrect
 
 logger = logging.getLogger(__name__)
-
-STRATEGIES = ("direct", "context", "content")
-
-
-@dataclass
-class TableRestore:
-    """What the restore did to one user-owned table.
-
-    ``rows_after = rows_before + reinserted``; ``kept`` rows were not written at all.
-    ``remapped`` counts references (a row with two remapped columns counts twice), on live
-    and re-inserted rows alike. ``quarantined`` counts quarantine entries: one per reference
-    set to NULL (``nulled``), one per reference left on a placeholder (``on_placeholder``)
-    and one per snapshot row that could not be put back (``withheld``; its data is whole in
-    the quarantine table). ``left_deleted`` rows were deleted by another session (a user)
-    while the run went on: that change is theirs, so they stay deleted (keyed tables, see
-    snapkeys.py).
-    """
-
-    table: str
-    rows_before: int = 0
-    rows_after: int = 0
-    kept: int = 0
-    remapped: dict = field(default_factory=dict)  # strategy -> references
-    reinserted: int = 0
-    quarantined: int = 0
-    nulled: int = 0
-    on_placeholder: int = 0
-    withheld: int = 0
-    left_deleted: int = 0
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass
-class RestoreReport:
-    run_id: int | None = None
-    tables: dict = field(default_factory=dict)
-    mapped_ids: dict = field(default_factory=dict)  # entity -> strategy -> distinct old ids mapped
-    resurrected: dict = field(default_factory=dict)  # entity -> ids kept alive
-    unresolved: dict = field(default_factory=dict)  # entity -> ids no strategy maps (placeholder or NULL)
-    validated_constraints: list = field(default_factory=list)  # NOT VALID foreign keys validated afterwards
-
-    def total(self, what: str) -> int:
-        if what == "remapped":
-            return sum(sum(t.remapped.values()) for t in self.tables.values())
-        return sum(getattr(t, what) for t in self.tables.values())
-
-    def remapped_by_strategy(self) -> dict:
-        out: dict = {}
-        for t in self.tables.values():
-            for strategy, n in t.remapped.items():
-                out[strategy] = out.get(strategy, 0) + n
-        return out
-
-    def to_dict(self) -> dict:
-        """``totals`` holds only what the restore did (all zero: nothing to do)."""
-        return {
-            "run_id": self.run_id,
-            "tables": {k: v.to_dict() for k, v in self.tables.items()},
-            "mapped_ids": self.mapped_ids,
-            "resurrected": {k: sorted(v) for k, v in self.resurrected.items()},
-            "unresolved": {k: sorted(v) for k, v in self.unresolved.items()},
-            "validated_constraints": self.validated_constraints,
-            "rows": {w: self.total(w) for w in ("rows_before", "rows_after", "kept")},
-            "remapped_by_strategy": self.remapped_by_strategy(),
-            "totals": {w: self.total(w) for w in ("remapped", "reinserted", "quarantined", "nulled",
-                                                  "on_placeholder", "withheld")},
-        }
-
 
 def _where_filter(dep, alias="t") -> tuple:
     if dep.filter_column:
@@ -243,16 +174,16 @@ def _row_evidence(cur, config, catalog, run_id, keys, emap, unresolved, revive) 
         cur.execute(sql.SQL("SELECT id, {}, {} FROM {}").format(
             sql.Identifier(config.team_name), sql.Identifier(config.team_alias),
             sql.Identifier(config.schema, config.table("teams"))))
-        for old, new in rowmatch.names_in_rows(cur, config, catalog, run_id, stale, cur.fetchall()).items():
+        for old, new in row_evidence.names_in_rows(cur, config, catalog, run_id, stale, cur.fetchall()).items():
             emap.setdefault("teams", {})[old] = (new, "context")
             stale.discard(old)
     for entity in ("leagues", "series"):
-        found = rowmatch.parents_from_teams(cur, config, catalog, run_id, entity, unresolved.get(entity, set()),
+        found = row_evidence.parents_from_teams(cur, config, catalog, run_id, entity, unresolved.get(entity, set()),
                                             team_now)
         for old, new in found.items():
             emap.setdefault(entity, {})[old] = (new, "context")
             unresolved[entity].discard(old)
-    return rowmatch.content_matches(cur, config, catalog, run_id, stale, teams_now, team_now)
+    return row_evidence.content_matches(cur, config, catalog, run_id, stale, teams_now, team_now)
 
 
 def restore(conn, config: PreservationConfig, catalog: Catalog, run_id, *, created=(), retired=()) -> RestoreReport:
@@ -283,8 +214,6 @@ def restore(conn, config: PreservationConfig, catalog: Catalog, run_id, *, creat
             for _new, how in m.values():
                 report.mapped_ids.setdefault(entity, {}).setdefault(how, 0)
                 report.mapped_ids[entity][how] += 1
-        from .apply import apply_restore
-
         apply_restore(cur, config, catalog, run_id, unresolved, report)
     # foreign keys added NOT VALID by validate_constraints are validated once orphans are fixed
     report.validated_constraints = validate_pending(conn, config)
@@ -311,9 +240,9 @@ def _push_maps(cur, emap: dict, rowmap: dict) -> None:
                 "PRIMARY KEY (entity, old_id)) ON COMMIT DROP")
     cur.execute("CREATE TEMP TABLE _bp_rowmap (table_name text, pk jsonb, column_name text, old_id bigint, "
                 "new_id bigint, strategy text, PRIMARY KEY (table_name, pk, column_name)) ON COMMIT DROP")
-    _copy_rows(cur, sql.Identifier("_bp_map"), ("entity", "old_id", "new_id", "strategy"),
+    copy_rows(cur, sql.Identifier("_bp_map"), ("entity", "old_id", "new_id", "strategy"),
                ((e, old, new, how) for e, m in emap.items() for old, (new, how) in m.items()))
-    _copy_rows(cur, sql.Identifier("_bp_rowmap"), ("table_name", "pk", "column_name", "old_id", "new_id", "strategy"),
+    copy_rows(cur, sql.Identifier("_bp_rowmap"), ("table_name", "pk", "column_name", "old_id", "new_id", "strategy"),
                ((t, pk, c, old, new, "content") for (t, pk, c), (old, new) in rowmap.items()))
     cur.execute("ANALYZE _bp_map; ANALYZE _bp_rowmap")
 

@@ -23,7 +23,10 @@ import logging
 import psycopg2
 from psycopg2 import sql
 
-from ._revive_rows import (
+from ..config import PreservationConfig
+from ..identity.upsert import keep_sequence_ahead
+from ..state import state
+from .revive_row_by_row import (
     PARENTS,
     PLACEHOLDER_LEAGUE,
     PLACEHOLDER_NAME,
@@ -31,9 +34,6 @@ from ._revive_rows import (
     name_column,
     one_by_one,
 )
-from .config import PreservationConfig
-from .snapshot import state
-from .upsert import keep_sequence_ahead
 
 logger = logging.getLogger(__name__)
 

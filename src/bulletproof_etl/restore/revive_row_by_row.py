@@ -1,4 +1,4 @@
-"""The row-by-row way of keeping ids alive (see :mod:`.resurrect`): a few statements per id.
+"""The row-by-row way of keeping ids alive (see :mod:`.revive`): a few statements per id.
 
 It is the fallback for a batch that fails: each row is tried in a savepoint of its own, and a
 ledger row a constraint refuses becomes a placeholder row with the same id.
@@ -12,8 +12,8 @@ import logging
 import psycopg2
 from psycopg2 import sql
 
-from .errors import BulletproofError
-from .snapshot import state
+from ..errors import BulletproofError
+from ..state import state
 
 logger = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 from psycopg2 import sql
 
+from ..state import pk_json, state
 from . import strategies
-from .snapshot import pk_json, state
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 
-from .config import PreservationConfig, canonical_name
+from ..config import PreservationConfig, canonical_name
 
 # "Series 22", "Chicago 22", "Division 22", "Div 22", "S22", "S2B", "Series 11 SW", "Series A".
 # A bare number or a date ("Jan 22") is not a series reference; a letter label must be one

@@ -12,7 +12,7 @@ primary keys and, aligned with them, the id each row referenced. That is what th
 a run need (G2: which rows existed; G4: what each row pointed at, whose natural key is in the
 run's ``snap_entities``), at the cost of one aggregate per table instead of a JSON row per
 user row. A row of such a table that the run deletes anyway (an ETL deleting users' rows
-itself) is read back from the committed state and put back (:mod:`._readback`); one a user
+itself) is read back from the committed state and put back (:mod:`.readback`); one a user
 deleted and committed meanwhile stays deleted; without a durable snapshot such a row counts
 as lost. ``PreservationConfig.snapshot_rows = "all"`` copies every table whole instead.
 """
@@ -21,8 +21,9 @@ from __future__ import annotations
 
 from psycopg2 import sql
 
-from .catalog import Catalog
-from .config import ENTITIES, PreservationConfig
+from ..catalog import Catalog
+from ..config import ENTITIES, PreservationConfig
+from ..state import pk_json
 
 # foreign keys whose delete action changes or removes the referencing row
 _DELETING_FKS = """
@@ -56,8 +57,6 @@ def integer_pks(cur, config: PreservationConfig) -> dict:
 def pk_equals(pk: list, integer: bool, alias: str = "t", snap: str = "s") -> sql.Composed:
     """``t.pk = s.pk`` for a live row and a snapshot row (``pk`` JSON): by the integer where the
     key is one integer column (an index or hash lookup), else by building the JSON."""
-    from .snapshot import pk_json
-
     if integer and len(pk) == 1:
         return sql.SQL("{} = ({}->>{})::bigint").format(sql.Identifier(alias, pk[0]), sql.Identifier(snap, "pk"),
                                                         sql.Literal(pk[0]))
@@ -159,7 +158,7 @@ def snapped(config: PreservationConfig, column: str = "") -> sql.Composed:
     ).format(sql.Identifier(config.state_schema, "snap_keys"), sql.Literal(column))
 
 
-# -- the checks of a run against its keyed tables (health.py) ---------------------------------
+# -- the checks of a run against its keyed tables (health/against_snapshot.py) ---------------------------------
 
 class Keyed:
     """The keyed tables of one run, each compared once with its live table (for health).

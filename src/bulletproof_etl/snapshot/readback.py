@@ -1,6 +1,6 @@
-"""Rows of keyed tables that the run deleted: read back from the committed state (apply.py).
+"""Rows of keyed tables that the run deleted: read back from the committed state (restore/apply.py).
 
-The snapshot keeps these tables as keys only (:mod:`.snapkeys`); their content is not copied.
+The snapshot keeps these tables as keys only (:mod:`.keys`); their content is not copied.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import logging
 import psycopg2
 from psycopg2 import sql
 
-from . import db
-from .config import PreservationConfig
-from .snapkeys import snapped
-from .snapshot import _copy_rows, _relname
+from .. import db
+from ..config import PreservationConfig
+from ..state import copy_rows, relname
+from .keys import snapped
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def stage_missing_keyed(cur, config: PreservationConfig, run_id: int, table: str
     found, durable = _read_committed(cur.connection, config, run_id, table, pk_column, missing)
     if found is None:
         return 0, 0
-    _copy_rows(cur, sql.Identifier("_bp_missing"), ("pk", "row", "original"),
+    copy_rows(cur, sql.Identifier("_bp_missing"), ("pk", "row", "original"),
                ((json.dumps({pk_column: pk}), row, row) for pk, row in found.items()))
     gone = [pk for pk in missing if pk not in found]
     if gone and durable:
@@ -67,7 +67,7 @@ def _read_committed(conn, config, run_id, table, pk_column, pks) -> tuple:
     try:
         with side.cursor() as cur:
             cur.execute("SET lock_timeout = %s", (SIDE_LOCK_TIMEOUT,))
-            cur.execute("SELECT to_regclass(%s) IS NOT NULL", (_relname(config.state_schema, "runs"),))
+            cur.execute("SELECT to_regclass(%s) IS NOT NULL", (relname(config.state_schema, "runs"),))
             durable = cur.fetchone()[0]
             if durable:  # the run's record is committed: its snapshot was taken on a second connection
                 cur.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE run_id = %s)").format(

@@ -1,0 +1,7 @@
+"""``python -m bulletproof_etl.cli``: the same as the ``bulletproof-etl`` command."""
+
+import sys
+
+from .main import main
+
+sys.exit(main())
