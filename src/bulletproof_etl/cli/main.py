@@ -14,6 +14,7 @@ import warnings
 import psycopg2
 
 from ..errors import BulletproofError
+from ..failures import first_line
 from ..version import __version__
 
 logger = logging.getLogger(__name__)
@@ -156,8 +157,7 @@ def main(argv: list | None = None) -> int:
     except (BulletproofError, psycopg2.Error, OSError, ValueError) as exc:
         if args.verbose >= 2:
             logger.exception("%s failed", args.command)
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"bulletproof-etl {args.command}: error: {text}", file=sys.stderr)
+        print(f"bulletproof-etl {args.command}: error: {first_line(exc)}", file=sys.stderr)
         return EXIT_FAILED
     finally:
         logging.getLogger().removeHandler(log_handler)

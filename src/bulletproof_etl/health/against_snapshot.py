@@ -112,7 +112,7 @@ def misattached_rows(cur, config, catalog, run_id, keys_now: dict, keyed=None) -
     cur.execute("CREATE TEMP TABLE _bp_keys_now (entity text, id bigint, key text[], PRIMARY KEY (entity, id)) "
                 "ON COMMIT DROP")
     copy_rows(cur, sql.Identifier("_bp_keys_now"), ("entity", "id", "key"),
-               ((e, i, list(k) if k else None) for e in ENTITIES for i, k in keys_now[e].items()))
+              ((e, i, list(k) if k else None) for e in ENTITIES for i, k in keys_now[e].items()))
     cur.execute(sql.SQL("CREATE TEMP TABLE _bp_keys_before ON COMMIT DROP AS SELECT entity, id, key FROM {} "
                         "WHERE run_id = %s AND key IS NOT NULL").format(state(config, "snap_entities")), (run_id,))
     cur.execute("ALTER TABLE _bp_keys_before ADD PRIMARY KEY (entity, id); ANALYZE _bp_keys_now; "

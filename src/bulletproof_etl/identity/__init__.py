@@ -7,6 +7,6 @@ the ledger (``ledger``) remembers every id ever seen with its key; the set-based
 that is still imported its old id, even after the legacy ETL deleted the row. Ids given
 back: ``ledger_ids`` gives a row someone re-inserted under a new id its ledger id back
 (re-keying); ``snapshot_ids`` puts entity rows back to a snapshot's ids (``repair
---from-snapshot``); ``sequences`` sets id sequences back after a rollback. It hands the ids and keys of this run to the snapshot and the restore. It imports
-only the base modules (``config``, ``catalog``, ``state``, ``errors``, ``failures``).
+--from-snapshot``); ``sequences`` sets id sequences back after a rollback. It hands the ids
+and keys of this run to the snapshot and the restore. It imports only the base modules (``config``, ``catalog``, ``state``, ``errors``, ``failures``).
 """

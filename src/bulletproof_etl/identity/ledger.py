@@ -74,7 +74,7 @@ def ledger_add(conn, config: PreservationConfig, run_id: int, keys: dict | None 
                   ((e, i, list(k)) for e in ENTITIES for i, k in keys[e].items() if k is not None))
         cur.execute(
             sql.SQL("DELETE FROM _bp_newkeys n USING {} l WHERE l.entity = n.entity AND l.id = n.id").format(
-                sql.Identifier(config.state_schema, "ledger"))
+                state(config, "ledger"))
         )
         source = sql.SQL(" UNION ALL ").join(
             sql.SQL(
@@ -94,7 +94,7 @@ def _unseen_ids(conn, config: PreservationConfig) -> bool:
         sql.SQL("EXISTS (SELECT 1 FROM {tbl} t WHERE NOT EXISTS (SELECT 1 FROM {ledger} l "
                 "WHERE l.entity = {ent} AND l.id = t.id))").format(
             tbl=sql.Identifier(config.schema, config.table(entity)),
-            ledger=sql.Identifier(config.state_schema, "ledger"), ent=sql.Literal(entity))
+            ledger=state(config, "ledger"), ent=sql.Literal(entity))
         for entity in ENTITIES
     ]
     with conn.cursor() as cur:

@@ -22,9 +22,9 @@ from psycopg2 import sql
 
 from ..config import PreservationConfig
 from ..errors import InvalidInput
-from ..failures import must_abort
+from ..failures import first_line, must_abort
 from ..state import copy_rows, ensure_state_schema, state
-from .write import Write, first_line, idents, source, write_row_by_row
+from .write import Write, idents, source, write_row_by_row
 
 logger = logging.getLogger(__name__)
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import psycopg2
 from psycopg2 import sql
 
+from ..failures import first_line
+
 
 @dataclass(frozen=True)
 class Write:
@@ -40,11 +42,6 @@ def source(write: Write) -> sql.Composed:
 #: Rows that failed in the manual path are retried while a pass makes progress (name swaps).
 MANUAL_PASSES = 3
 
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def write_row_by_row(cur, write: Write, result) -> list:

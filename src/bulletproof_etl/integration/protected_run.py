@@ -24,6 +24,7 @@ import psycopg2
 from ..catalog import current_keys
 from ..config import PreservationConfig
 from ..errors import BulletproofError, StageFailed
+from ..failures import first_line
 from ..identity.upsert import upsert_entities
 from ..preservation import BulletproofTeamPreservation, RunReport
 from ..state import finish_run
@@ -84,8 +85,8 @@ class ProtectedRun:
             result = action()
         except BaseException as exc:
             elapsed = time.perf_counter() - started
-            self.errors.append(f"{stage}: {_first_line(exc)}")
-            self.emit(stage, "failed", detail=_first_line(exc), elapsed=elapsed)
+            self.errors.append(f"{stage}: {first_line(exc)}")
+            self.emit(stage, "failed", detail=first_line(exc), elapsed=elapsed)
             raise
         elapsed = time.perf_counter() - started
         count = count_of(result) if count_of else (result if isinstance(result, int) else None)
@@ -230,7 +231,7 @@ class ProtectedRun:
             self.step("rollback (dry run)" if self.dry_run else "commit", do, count_of=lambda _r: None)
         except BaseException as exc:
             self.report.outcome = "rolled_back"
-            self.report.error = self.report.error or f"commit: {_first_line(exc)}"
+            self.report.error = self.report.error or f"commit: {first_line(exc)}"
             _quiet_rollback(real)
             if p.report.run_id is not None:
                 p._side(lambda c: finish_run(c, self.config, p.report.run_id, "failed", stage="commit",
@@ -247,12 +248,12 @@ class ProtectedRun:
     def abort(self, exc: BaseException) -> None:
         """The ETL's run() raised: roll everything back, then the caller re-raises."""
         if self.p is None:
-            self.report.error = self.report.error or _first_line(exc)
+            self.report.error = self.report.error or first_line(exc)
             return
         self._roll_back(exc)
 
     def _roll_back(self, exc: BaseException) -> None:
-        self.report.error = self.report.error or self.failure_reason(None) or _first_line(exc)
+        self.report.error = self.report.error or self.failure_reason(None) or first_line(exc)
         try:
             self.p.__exit__(type(exc), exc, exc.__traceback__)
         except BulletproofError:
@@ -261,11 +262,6 @@ class ProtectedRun:
         _quiet_rollback(self.real)
         _close(self.real)
         self.emit("rollback", "done", detail=self.report.error or "")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _quiet_rollback(conn) -> None:

@@ -23,7 +23,7 @@ from psycopg2 import sql
 
 from ..catalog import Catalog
 from ..config import ENTITIES, PreservationConfig
-from ..state import pk_json
+from ..state import pk_json, state
 
 # foreign keys whose delete action changes or removes the referencing row
 _DELETING_FKS = """
@@ -126,7 +126,7 @@ def snapshot_keys(cur, config: PreservationConfig, run_id: int, table: str, pk_c
             "INSERT INTO {snap} (run_id, table_name, column_name, pk_column, pks, ids, whole) "
             "SELECT %s, %s, x.column_name, %s, coalesce(x.pks, '{{}}'), x.ids, {whole} FROM {arrays} s, "
             "LATERAL (VALUES {values}) x(column_name, pks, ids) RETURNING cardinality(pks)"
-        ).format(snap=sql.Identifier(config.state_schema, "snap_keys"), whole=sql.Literal(whole),
+        ).format(snap=state(config, "snap_keys"), whole=sql.Literal(whole),
                  arrays=arrays, values=sql.SQL(", ").join(values)),
         [run_id, table, pk_column, *params],
     )
@@ -142,7 +142,7 @@ def keyed_tables(cur, config: PreservationConfig, run_id, *, whole: bool = False
     if cur.fetchone()[0] is None:  # a state schema older than snap_keys: every table is whole
         return {}
     cur.execute(sql.SQL("SELECT table_name, pk_column FROM {} WHERE run_id = %s AND column_name = '' "
-                        "AND (%s OR NOT whole)").format(sql.Identifier(config.state_schema, "snap_keys")),
+                        "AND (%s OR NOT whole)").format(state(config, "snap_keys")),
                 (run_id, whole))
     return dict(cur.fetchall())
 
@@ -155,7 +155,7 @@ def snapped(config: PreservationConfig, column: str = "") -> sql.Composed:
     return sql.SQL(
         "(SELECT u.pk, u.old FROM {} k, unnest(k.pks, k.ids) u(pk, old) "
         "WHERE k.run_id = %s AND k.table_name = %s AND k.column_name = {})"
-    ).format(sql.Identifier(config.state_schema, "snap_keys"), sql.Literal(column))
+    ).format(state(config, "snap_keys"), sql.Literal(column))
 
 
 # -- the checks of a run against its keyed tables (health/against_snapshot.py) ---------------------------------
@@ -203,7 +203,7 @@ def _unchanged(cur, config, run_id, table, pk_column, columns, where) -> set:
         sql.SQL("SELECT k.column_name FROM {snap} k, {arrays} l "
                 "WHERE k.run_id = %s AND k.table_name = %s AND k.pks = coalesce(l.pks, '{{}}') "
                 "AND CASE k.column_name WHEN '' THEN true {cases} ELSE false END").format(
-            snap=sql.Identifier(config.state_schema, "snap_keys"), arrays=arrays, cases=sql.SQL(" ").join(cases)),
+            snap=state(config, "snap_keys"), arrays=arrays, cases=sql.SQL(" ").join(cases)),
         [*params, run_id, table],
     )
     return {r[0] for r in cur.fetchall()}
@@ -253,7 +253,7 @@ def misattached_keyed(cur, config: PreservationConfig, run_id: int, dep, pk_colu
                     "AND (u.old IS DISTINCT FROM u.new OR u.old = ANY(%s::bigint[])) AND a.key IS DISTINCT FROM b.key) "
                     "SELECT count(*) FROM moved WHERE NOT EXISTS (SELECT 1 FROM _bp_health_explained x "
                     "WHERE x.table_name = %s AND x.column_name = %s AND x.pk = jsonb_build_object({pkname}, moved.pk))"
-                    ).format(snap=sql.Identifier(config.state_schema, "snap_keys"), arrays=arrays,
+                    ).format(snap=state(config, "snap_keys"), arrays=arrays,
                              pkname=sql.Literal(pk_column)),
             (dep.entity, dep.entity, run_id, dep.table, dep.column, list(rekeyed_ids), dep.table, dep.column),
         )

@@ -13,7 +13,7 @@ from psycopg2 import sql
 
 from .. import db
 from ..config import PreservationConfig
-from ..state import copy_rows, relname
+from ..state import copy_rows, relname, state
 from .keys import snapped
 
 logger = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ def _read_committed(conn, config, run_id, table, pk_column, pks) -> tuple:
             durable = cur.fetchone()[0]
             if durable:  # the run's record is committed: its snapshot was taken on a second connection
                 cur.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE run_id = %s)").format(
-                    sql.Identifier(config.state_schema, "runs")), (run_id,))
+                    state(config, "runs")), (run_id,))
                 durable = cur.fetchone()[0]
             cur.execute(sql.SQL("SELECT t.{pk}::bigint, to_jsonb(t)::text FROM {tbl} t WHERE t.{pk} = ANY(%s)").format(
                 pk=sql.Identifier(pk_column), tbl=sql.Identifier(config.schema, table)), (pks,))
