@@ -157,7 +157,7 @@ def test_another_schema_is_described_by_configuration_alone(conn):
         team_league="competition_ref", team_name="squad_name", team_alias="nickname", team_display="shown_name",
         team_active="active", team_updated_at=None,
         declared=(Dependent("fan_clubs", "favourite_squad", "teams"),),
-        etl_tables=frozenset(), user_rows_in_etl_tables={}, text_hints=(),
+        etl_tables=frozenset(), user_rows_in_etl_tables={}, text_hints=(), user_team_column=None,
     )
     catalog = read_catalog(conn, config)
     assert {(d.table, d.column, d.owner, d.has_fk) for d in catalog.dependents} == {

@@ -195,7 +195,7 @@ def test_progress_is_one_plain_line_per_stage_in_a_log_and_silent_with_q(db_dsn,
     assert main(["run", "--dry-run", "--dsn", db_dsn, "--data-dir", str(seasons[1])]) in (0, 1)
     err = capsys.readouterr().err
     stages = [line.split("]", 1)[1].split()[0] for line in err.splitlines() if line.startswith("[")]
-    assert stages[:4] == ["connect", "load_json_files", "constraints", "snapshot"]
+    assert stages[:4] == ["connect", "constraints", "snapshot", "load_json_files"]  # snapshot before any ETL lock
     assert {"clear", "leagues", "clubs", "series", "teams", "import_players", "restore", "health"} <= set(stages)
     assert stages[-1] == "rollback"
     assert "\r" not in err

@@ -2,9 +2,10 @@
 
 No snapshot, no ledger: the legacy ETL re-ran the next season and every user reference
 points at nothing. ``restore_user_data()`` without a prior backup can only use what the rows
-themselves say: team names in rows (context), leagues and series through the rows' teams
-(context), series named in polls and messages plus the author's teams (content). It must map
-what these name uniquely, quarantine the rest, and never put a row on the wrong team.
+themselves say: the votes of their rows' evidence (issue 13: the author's players' teams,
+team names in rows, the rows' own teams for leagues and series; context, or content for a
+row mapped alone), then the hint lists and content for ids without any such evidence. It
+must map what the evidence names, quarantine the rest, and never put a row on the wrong team.
 
 "The right team" is judged by the test through the players: a season-2 team is the same
 team as a season-1 team when they share a player (player ids are stable per team).
@@ -127,8 +128,10 @@ def test_g1_g2_g4_emergency_restore_maps_what_rows_say_and_quarantines_the_rest(
     user_stale = {ref for ref in stale if ref[0] != "schedule"}
     assert mapped_refs | quarantined == user_stale and not mapped_refs & quarantined
 
-    # context for teams, the test's own oracle: a stale team id whose rows name it (activity,
-    # videos) maps when exactly one season-2 team has that name, case and spacing aside
+    # context for teams, the test's own oracles: a stale team id whose rows name it (activity,
+    # videos) when exactly one season-2 team has that name, case and spacing aside; and since
+    # the evidence votes (issue 13), any stale team id whose players (its captain's, through
+    # user_player_associations) still play for a season-2 team
     def canon(name):
         return " ".join(name.split()).casefold()
 
@@ -137,27 +140,30 @@ def test_g1_g2_g4_emergency_restore_maps_what_rows_say_and_quarantines_the_rest(
         now_by_name.setdefault(canon(name), set()).add(tid)
     referenced_teams = {v for ref, v in damaged.items() if v is not None and ENTITY_OF[(ref[0], ref[2])] == "teams"
                         and ref[0] != "schedule"}
-    expect_context = {t for t in referenced_teams if len(now_by_name.get(canon(old_team_names[t]), ())) == 1}
-    assert restored.mapped_ids["teams"]["context"] == len(expect_context)
+    expect_named = {t for t in referenced_teams if len(now_by_name.get(canon(old_team_names[t]), ())) == 1}
+    still_playing = {t for t in referenced_teams if any(old_players.get(t, set()) & p for p in new_players.values())}
     context_teams = {old for t, pk, c, old, new, s in mappings if s == "context" and ENTITY_OF[(t, c)] == "teams"}
-    assert context_teams == expect_context
+    assert expect_named <= context_teams == still_playing
+    assert restored.mapped_ids["teams"]["context"] == len(still_playing)
 
     # The numbers of seed 2024 at churn 0.2 (200 teams, one user unit each). Names: 20 teams
     # left, 27 changed their name (19 of renamed clubs, 8 more written "Club 22" in a
     # respelled series): 200 - 20 - 27 = 153 stale team ids are named unambiguously by their
-    # activity rows and videos, their 1456 references follow them. Of the 47 others, 27
-    # polls and messages name a series in which their author now plays exactly one team
-    # (content). All 600 league references follow their rows' teams. 170 of 200
-    # availability rows follow their user's team's series; 30 were on "Series 1", shared by
-    # NSTF and CNSWPL, now split into "S1" and "Division 1": ambiguous, so on a placeholder.
+    # activity rows and videos; the votes map all 180 that still play (their captains'
+    # players are on the season-2 team; issue 13), and their 1708 references follow them. All
+    # 600 league references follow their rows' teams. 180 of 200 availability rows follow
+    # their series id; the "Series 1" id, shared by NSTF and CNSWPL and now split into "S1"
+    # and "Division 1", is voted for by both: refused as a whole, 18 of its rows are mapped
+    # alone (their user's players and the user's team agree: content); the 2 rows whose
+    # users' teams left hold no evidence and stay on a placeholder.
     s = summary
     assert (s.teams_removed, s.teams_of_renamed_clubs, s.team_names_shortened) == (20, 19, 9)
-    assert len(expect_context) == 153
-    assert by_strategy == {("teams", "context"): 1456, ("teams", "content"): 27, ("leagues", "context"): 600,
-                           ("series", "context"): 170}
-    assert restored.to_dict()["totals"] == {"remapped": 2253, "reinserted": 0, "quarantined": 447, "nulled": 290,
-                                            "on_placeholder": 157, "withheld": 0}
-    assert restored.tables["player_availability"].on_placeholder == 30
+    assert (len(expect_named), len(still_playing)) == (153, 180)
+    assert by_strategy == {("teams", "context"): 1708, ("leagues", "context"): 600, ("series", "context"): 180,
+                           ("series", "content"): 18}
+    assert restored.to_dict()["totals"] == {"remapped": 2506, "reinserted": 0, "quarantined": 194, "nulled": 132,
+                                            "on_placeholder": 62, "withheld": 0, "repaired": 0}
+    assert restored.tables["player_availability"].on_placeholder == 2
     # NULL where the column allows it, a placeholder where it does not: nothing deleted
     assert health.status.value == "WARNING"
-    assert health.issues == ["duplicate natural keys: {'clubs': 6}", f"447 quarantine entries written by run {run_id}"]
+    assert health.issues == ["duplicate natural keys: {'clubs': 6}", f"194 quarantine entries written by run {run_id}"]

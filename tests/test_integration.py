@@ -326,24 +326,36 @@ def test_g5_run_returning_false_is_never_reported_as_success(db_dsn, conn, seaso
     assert "returned False" in etl.bulletproof_report.error
 
 
-def test_g5_g4_critical_health_rolls_back_and_says_why(db_dsn, conn, seasons):
-    """An ETL step that moves a user's poll onto another team: health is CRITICAL, nothing commits."""
+def test_g4_a_poll_the_etl_moves_or_nulls_is_repaired_from_the_snapshot(db_dsn, conn, seasons):
+    """An ETL step that moves a user's poll onto another team and sets another poll's team to
+    NULL (as the real ETL's own fixers do): both are damage, repaired before health is judged."""
     _season_one(db_dsn, conn, seasons)
-    before = table_checksums(conn)
+    keys_before = user_ref_keys(conn)
+    with conn.cursor() as cur:
+        cur.execute("SELECT min(id), max(id) FROM polls WHERE team_id IS NOT NULL")
+        moved, nulled = cur.fetchone()
+    conn.rollback()
 
-    class Misattaching(ComprehensiveETL):
+    class Damaging(ComprehensiveETL):
         def import_series_stats(self, conn):
             with conn.cursor() as cur:
-                cur.execute("UPDATE polls SET team_id = (SELECT max(id) FROM teams WHERE is_active) "
-                            "WHERE id = (SELECT min(id) FROM polls)")
+                cur.execute("UPDATE polls SET team_id = (SELECT max(id) FROM teams WHERE is_active) WHERE id = %s",
+                            (moved,))
+                cur.execute("UPDATE polls SET team_id = NULL WHERE id = %s", (nulled,))
             return super().import_series_stats(conn)
 
-    etl = create_bulletproof_etl_wrapper(Misattaching)(seasons[1], db_dsn)
-    assert etl.run() is False
-    assert table_checksums(conn) == before
+    etl = create_bulletproof_etl_wrapper(Damaging)(seasons[1], db_dsn)
+    assert etl.run() is True, etl.bulletproof_report.error
     report = etl.bulletproof_report
-    assert report.health["status"] == HealthStatus.CRITICAL.value
-    assert "CRITICAL" in report.error and report.outcome == "rolled_back"
+    assert report.outcome == "committed" and report.health["status"] != HealthStatus.CRITICAL.value
+    assert report.restore["tables"]["polls"]["repaired"] == 2
+    after = user_ref_keys(conn)
+    for pk in (moved, nulled):
+        ref = next(r for r in keys_before if r[0] == "polls" and r[1] == pk)
+        assert after[ref] == keys_before[ref]
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM bulletproof.mappings WHERE strategy = 'repaired' AND table_name = 'polls'")
+        assert cur.fetchone()[0] == 2
 
 
 # -- G6: the same import twice ------------------------------------------------------------------

@@ -17,13 +17,15 @@ MAX_LINES = 350
 
 #: The stages from the bottom up; a module may import its own stage and those before it.
 STAGES = (
-    ("base", {"errors", "config", "db", "failures", "catalog", "state", "version"}),
+    ("base", {"errors", "config", "config_check", "db", "lock_wait", "failures", "catalog", "state", "version"}),
     ("identity", {"identity"}),
     ("snapshot", {"snapshot"}),
     ("health", {"health"}),
     ("restore", {"restore"}),
-    ("preservation", {"preservation", "_transaction"}),
+    ("preservation", {"preservation", "_transaction", "_callbacks"}),
     ("integration", {"integration"}),
+    ("review", {"review"}),
+    ("web", {"web"}),
     ("cli", {"cli"}),
 )
 RANK = {part: rank for rank, (_name, parts) in enumerate(STAGES) for part in parts}

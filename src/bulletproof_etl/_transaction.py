@@ -16,8 +16,9 @@ import logging
 import psycopg2
 import psycopg2.errors
 
-from . import db, failures
+from . import db, failures, lock_wait
 from .catalog import read_catalog
+from .config_check import check_config
 from .errors import BulletproofError, ConcurrentRun
 from .identity import sequences
 from .state import finish_run
@@ -57,6 +58,7 @@ class RunTransaction:
             # nextval() survives a rollback: remember the sequences the run may move (see identity/sequences.py)
             self._sequences = sequences.capture(self.conn, self.config)
             self._side_target = self._side_dsn() if self.durable else None
+            check_config(self.conn, self.config)
             self.catalog = read_catalog(self.conn, self.config)
         except Exception as exc:  # nothing was written: give back the savepoint and say why, clearly
             self._rollback()
@@ -204,9 +206,18 @@ class RunTransaction:
             logger.warning("no second connection for durable bookkeeping: %s", str(err).strip())
             return False
         try:
+            lock_wait.set_session_timeout(side, self.config.lock_timeout)
             action(side)
             side.commit()
             return True
+        except psycopg2.errors.LockNotAvailable as err:
+            side.rollback()
+            try:
+                own = self.conn.get_backend_pid()
+            except psycopg2.Error:
+                own = None
+            raise lock_wait.explain(err, dsn=self._side_dsn(), schemas=(self.config.schema, self.config.state_schema),
+                                    timeout=self.config.lock_timeout, stage=self.stage, own_pid=own) from err
         finally:
             side.close()
 

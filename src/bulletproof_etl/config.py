@@ -155,9 +155,30 @@ class PreservationConfig:
     max_retire_share: float = 0.5
     allow_empty_import: bool = False
     batch_size: int = 1000
+    # the longest the library waits for any lock (a PostgreSQL interval; None: no limit); see lock_wait.py
+    lock_timeout: str | None = "30s"
+    # False: a single record's finding that is not malformed data (a team name naming another
+    # series than its record) is a warning naming the record; True: it refuses the import
+    strict: bool = False
     # health thresholds (see health/check.py)
     warn_preservation_below: float = 1.0
     critical_preservation_below: float = 0.9
+    # emergency repair evidence (issue 13): how a stale id no ledger knows is mapped from what
+    # its rows say (restore/catalog_evidence.py; docs/operations.md). An id maps when at least
+    # ``evidence_min_support`` rows name one entity and they are at least ``evidence_majority``
+    # of the rows with any evidence; user columns that have no foreign key to the user table;
+    # the user -> player -> team path (None: found from the catalog) and extra name hints
+    # (None: restore.row_evidence.DEFAULT_NAME_HINTS)
+    evidence_min_support: int = 2
+    evidence_majority: float = 2 / 3
+    user_columns: tuple = (("activity_log", "user_id"),)
+    membership: tuple | None = None
+    name_hints: tuple | None = None
+    # extension points (issue 15): custom mapping strategies (restore.custom_strategies.CustomStrategy),
+    # tried in their place in the order and recorded under their own name; callables called before
+    # and after each stage of a run with a StageCall (see _callbacks.py and docs/operations.md)
+    custom_strategies: tuple = ()
+    stage_callbacks: tuple = ()
 
     def table(self, entity: str) -> str:
         return self.tables[entity]

@@ -72,3 +72,7 @@ class MissingPrivilege(BulletproofError):
 
 class SnapshotNotFound(BulletproofError):
     """``repair --from-snapshot RUN`` named a run without a snapshot."""
+
+
+class ConfigMismatch(BulletproofError):
+    """The configuration names tables or columns the database does not have; ``missing`` lists them."""

@@ -10,11 +10,13 @@ the stages, in the order :meth:`BulletproofTeamPreservation.run` calls them.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 
 from psycopg2 import sql
 
+from ._callbacks import staged
 from ._transaction import RunTransaction
 from .catalog import current_keys, read_catalog
 from .config import DEFAULT_CONFIG, PreservationConfig
@@ -30,6 +32,8 @@ from .snapshot.entities import snapshot_entities
 from .snapshot.retention import apply_retention
 from .snapshot.rows import snapshot_user_rows
 from .state import ensure_state_schema, start_run
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -51,7 +55,10 @@ class RunReport:
     # deleted per table, and the ETL's own steps (result and seconds)
     error: str | None = None
     cleared: dict = field(default_factory=dict)
+    clear_kept: dict = field(default_factory=dict)  # entity tables whose deletes the clear skipped
     etl_steps: dict = field(default_factory=dict)
+    # findings on single records that did not refuse the import, each naming its record
+    warnings: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -79,8 +86,12 @@ class BulletproofTeamPreservation(RunTransaction):
         self._entered = False
         self._xact_started = None
         self._upsert = None
+        # parents the team upsert creates when a team names a missing one (the integration
+        # leaves out those the ETL imports itself)
+        self.create_parents = ("leagues", "clubs", "series")
 
     # -- the five stages ----------------------------------------------------------------
+    @staged("constraints")  # before/after callbacks (issue 15)
     def validate_constraints(self, repair: bool | None = None) -> ConstraintReport:
         self.stage = "constraints"
         result = validate_constraints(self.conn, self.config, self.catalog,
@@ -92,6 +103,7 @@ class BulletproofTeamPreservation(RunTransaction):
         self.report.constraints = result.to_dict()
         return result
 
+    @staged("snapshot")  # before/after callbacks (issue 15)
     def backup_user_data(self) -> dict:
         """The snapshot: entity rows with keys, the ledger, and every user-owned row."""
         self.stage = "snapshot"
@@ -114,6 +126,7 @@ class BulletproofTeamPreservation(RunTransaction):
         self.report.timings["snapshot"] = round(time.perf_counter() - started, 3)
         return self.report.backup
 
+    @staged("upsert")  # before/after callbacks (issue 15)
     def preserve_teams_during_import(self, teams_data) -> dict:
         self.stage = "validate"
         with self.conn.cursor() as cur:
@@ -121,7 +134,11 @@ class BulletproofTeamPreservation(RunTransaction):
                 sql.Identifier(self.config.league_code),
                 sql.Identifier(self.config.schema, self.config.table("leagues"))))
             known = {r[0].upper() for r in cur.fetchall()}
-        records = validate_teams(teams_data, known_leagues=known or None)
+        records = validate_teams(teams_data, known_leagues=known or None,
+                                 warnings=None if self.config.strict else self.report.warnings)
+        if self.report.warnings:
+            logger.warning("%d input finding(s) imported as given (strict=False): %s", len(self.report.warnings),
+                           "; ".join(self.report.warnings[:5]))
         if self.league:
             records = [r for r in records if r.league_code == self.league.upper()]
         if self.report.run_id is None:
@@ -130,7 +147,10 @@ class BulletproofTeamPreservation(RunTransaction):
         started = time.perf_counter()
         keys: dict = {}  # filled by the upsert with the keys it leaves: the ledger needs no second read
         result, parents = upsert_teams(self.conn, self.config, records, league=self.league, force=self.force,
-                                       current=keys)
+                                       current=keys, create_parents=self.create_parents)
+        for skip in result.skipped:
+            self.report.warnings.append(f"teams_data record {skip['record']} (team {skip['team']!r}): "
+                                        f"{skip['missing']} does not exist; skipped, as the ETL skips it")
         ledger_add(self.conn, self.config, self.report.run_id, keys)
         self._upsert = result
         self.report.teams = result.to_dict()
@@ -143,6 +163,7 @@ class BulletproofTeamPreservation(RunTransaction):
         self.report.timings["upsert"] = round(time.perf_counter() - started, 3)
         return self.report.teams
 
+    @staged("restore")  # before/after callbacks (issue 15)
     def restore_user_data(self) -> RestoreReport:
         self.stage = "restore"
         started = time.perf_counter()
@@ -156,6 +177,7 @@ class BulletproofTeamPreservation(RunTransaction):
         self.report.timings["restore"] = round(time.perf_counter() - started, 3)
         return result
 
+    @staged("health")  # before/after callbacks (issue 15)
     def validate_health(self, *, raise_on_critical: bool = False) -> HealthReport:
         self.stage = "health"
         started = time.perf_counter()

@@ -17,6 +17,8 @@ names here; the stages own what goes into the tables:
   referenced (arrays, one row per table and column); the keys are in ``snap_entities``.
   The three snapshot tables are written by :mod:`.snapshot`.
 - ``mappings`` and ``quarantine``: what the restore did and what it could not map (:mod:`.restore`).
+- ``review_actions`` and ``alert_deliveries``: what operators decided about them, and the alerts
+  sent (:mod:`.review`).
 """
 
 from __future__ import annotations
@@ -99,11 +101,38 @@ _DDL = [
     "ALTER TABLE {s}.snap_keys ALTER COLUMN pks SET STORAGE EXTERNAL, ALTER COLUMN ids SET STORAGE EXTERNAL",
     # true: the table's rows are in snap_rows too, the arrays only make its checks cheap
     "ALTER TABLE {s}.snap_keys ADD COLUMN IF NOT EXISTS whole boolean NOT NULL DEFAULT false",
+    # the operators' review (issue 15, review/): every review action is audited (who, when, what,
+    # the row before and after; a mapping is named "run:table:column:primary key"); alert
+    # deliveries are recorded
+    """CREATE TABLE IF NOT EXISTS {s}.review_actions (
+        id bigserial PRIMARY KEY,
+        at timestamptz NOT NULL DEFAULT clock_timestamp(),
+        actor text NOT NULL,
+        action text NOT NULL,
+        quarantine_id bigint,
+        mapping text,
+        table_name text,
+        pk jsonb,
+        column_name text,
+        before jsonb,
+        after jsonb,
+        reason text,
+        undoes bigint,
+        undone_by bigint)""",
+    "CREATE INDEX IF NOT EXISTS review_actions_quarantine_idx ON {s}.review_actions (quarantine_id)",
+    """CREATE TABLE IF NOT EXISTS {s}.alert_deliveries (
+        id bigserial PRIMARY KEY,
+        at timestamptz NOT NULL DEFAULT clock_timestamp(),
+        target text NOT NULL,
+        ok boolean NOT NULL,
+        error text,
+        message jsonb NOT NULL)""",
 ]
 #: (table, column) created by the last statements of _DDL: present means the schema is current
-_NEWEST = ("snap_keys", "whole")
+_NEWEST = ("alert_deliveries", "message")
 
-STATE_TABLES = ("runs", "ledger", "snap_entities", "snap_rows", "snap_keys", "mappings", "quarantine")
+STATE_TABLES = ("runs", "ledger", "snap_entities", "snap_rows", "snap_keys", "mappings", "quarantine",
+                "review_actions", "alert_deliveries")
 
 
 def ensure_state_schema(conn, config: PreservationConfig) -> None:

@@ -227,12 +227,21 @@ def cmd_diagnose(args) -> int:
         ex = [[json.dumps(e["pk"], sort_keys=True), e["id"], _known(e)] for e in c.examples]
         _out(render.table(["row", "dangling id", "what the ledger knows"], ex, right={1}))
     _out(f"\norphaned references: {report.user_orphans} user-owned, {report.etl_orphans} ETL-owned")
+    if report.stale_ids:  # the evidence votes of ids no ledger knows (issue 13)
+        votes = [[s["entity"], s["old_id"], s["rows"],
+                  "; ".join(f"{c}: {v['rows']} ({', '.join(f'{p} {n}' for p, n in sorted(v['paths'].items()))})"
+                            for c, v in s["candidates"].items()) or "-",
+                  s["decision"] + (f" -> {s['new_id']}" if s["new_id"] is not None else "")]
+                 for s in report.stale_ids]
+        _out("\nstale ids no ledger knows, and what their rows' evidence votes for:")
+        _out(render.table(["entity", "stale id", "rows", "candidates: rows (by path)", "decision"], votes,
+                          right={1, 2}))
     if report.runs:
         runs = [[r["run_id"], r["started_at"][:19], r["mode"], r["outcome"], r["snapshot"]] for r in report.runs]
         _out("\n" + render.table(["run", "started", "mode", "outcome", "snapshot"], runs, right={0}))
     elif not report.state_schema:
         _out("no protected run has happened here yet (no identity ledger): "
-             "`bulletproof-etl repair` can map only by context and content")
+             "`bulletproof-etl repair` can map only by the rows' evidence (above), context and content")
     return report.exit_code
 
 

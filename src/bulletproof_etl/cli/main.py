@@ -16,6 +16,10 @@ import psycopg2
 from ..errors import BulletproofError
 from ..failures import first_line
 from ..version import __version__
+from . import notify
+from .notify import add_notify_options
+from .review import add_review_parser
+from .serve import add_web_parsers
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--json", action="store_true", help="print the comparison as JSON")
     demo.add_argument("--prefix", metavar="NAME", default="bulletproof_demo",
                       help="name the two databases NAME_legacy and NAME_protected (default bulletproof_demo)")
+    # issue 15: review, the dashboard, the report, alerts (their handlers live in their own modules)
+    add_review_parser(sub, [common, cfg])
+    add_web_parsers(sub, [common, cfg])
+    add_notify_options(run, notify.cmd_run)
+    add_notify_options(health, notify.cmd_health)
     return parser
 
 
@@ -148,7 +157,7 @@ def main(argv: list | None = None) -> int:
     warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
     from . import commands
 
-    handler = getattr(commands, f"cmd_{args.command}")
+    handler = getattr(args, "handler", None) or getattr(commands, f"cmd_{args.command}")
     try:
         return handler(args)
     except KeyboardInterrupt:

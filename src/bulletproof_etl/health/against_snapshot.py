@@ -161,8 +161,9 @@ def _stage_run_state(cur, config, run_id) -> None:
                         "coalesce(column_name, '') AS column_name FROM {} WHERE run_id = %s").format(
         state(config, "quarantine")), (run_id,))
     cur.execute(sql.SQL("CREATE TEMP TABLE _bp_health_explained ON COMMIT DROP AS SELECT DISTINCT table_name, "
-                        "column_name, pk FROM {} WHERE run_id = %s AND strategy IN ('context', 'content')").format(
-        state(config, "mappings")), (run_id,))
+                        "column_name, pk FROM {} WHERE run_id = %s AND (strategy IN ('context', 'content') "
+                        "OR strategy = ANY(%s))").format(  # custom strategies are deliberate moves too (issue 15)
+        state(config, "mappings")), (run_id, [s.name for s in getattr(config, "custom_strategies", ())]))
     cur.execute("ALTER TABLE _bp_health_q ADD PRIMARY KEY (table_name, pk, column_name); "
                 "ALTER TABLE _bp_health_explained ADD PRIMARY KEY (table_name, column_name, pk); "
                 "ANALYZE _bp_health_q; ANALYZE _bp_health_explained")

@@ -2,6 +2,9 @@
 
 Read-only. For each dangling id in the examples it says whether the identity ledger knows
 its natural key (then the direct strategy can map it, and whether that key exists now).
+For every dangling id of a user-owned column that the ledger does not know, it shows what
+the emergency repair would decide from its rows' evidence (evidence_votes.py): the
+candidates, their votes per path, and the decision with its reason (``stale_ids``).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from psycopg2 import sql
 from ..catalog import current_keys, read_catalog
 from ..config import DEFAULT_CONFIG, PreservationConfig
 from ..state import pk_json, state
+from . import evidence_paths, evidence_votes
 
 EXAMPLES = 5
 
@@ -33,6 +37,9 @@ class DiagnoseReport:
     columns: list = field(default_factory=list)
     runs: list = field(default_factory=list)  # the newest runs: run_id, started_at, outcome, snapshot
     state_schema: bool = False
+    # per dangling id the ledger does not know: entity, old_id, candidates {id: {rows, paths}},
+    # decision (mapped, per_row, refused), new_id, reason
+    stale_ids: list = field(default_factory=list)
 
     @property
     def user_orphans(self) -> int:
@@ -49,7 +56,7 @@ class DiagnoseReport:
     def to_dict(self) -> dict:
         return {"columns": [asdict(c) for c in self.columns], "runs": self.runs,
                 "state_schema": self.state_schema, "user_orphans": self.user_orphans,
-                "etl_orphans": self.etl_orphans}
+                "etl_orphans": self.etl_orphans, "stale_ids": self.stale_ids}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, default=str)
@@ -64,8 +71,10 @@ def _filter(config, dep):
     return sql.SQL(""), []
 
 
-def diagnose(conn, config: PreservationConfig | None = None, *, examples: int = EXAMPLES) -> DiagnoseReport:
-    """Count orphans in every dependent column; up to ``examples`` rows each. Writes nothing."""
+def diagnose(conn, config: PreservationConfig | None = None, *, examples: int = EXAMPLES,
+             votes: bool = True) -> DiagnoseReport:
+    """Count orphans in every dependent column; up to ``examples`` rows each; with ``votes``,
+    the evidence votes of every dangling id the ledger does not know. Writes nothing."""
     config = config or DEFAULT_CONFIG
     catalog = read_catalog(conn, config)
     report = DiagnoseReport()
@@ -101,8 +110,42 @@ def diagnose(conn, config: PreservationConfig | None = None, *, examples: int = 
                 snap=state(config, "snap_entities"), runs=state(config, "runs")))
             report.runs = [{"run_id": r, "started_at": str(s), "outcome": o, "mode": m, "snapshot": has}
                            for r, s, o, m, has in cur.fetchall()]
+        if votes and report.user_orphans:
+            report.stale_ids = _votes(cur, config, catalog, report.state_schema)
     conn.rollback()
     return report
+
+
+def _votes(cur, config, catalog, ledger: bool) -> list:
+    """What the emergency repair's votes would decide for each dangling id no ledger knows."""
+    stale: dict = {}
+    for dep in catalog.user_dependents():
+        flt, params = _filter(config, dep)
+        cur.execute(sql.SQL("SELECT DISTINCT t.{c}::bigint FROM {tbl} t WHERE t.{c} IS NOT NULL{flt} AND NOT EXISTS "
+                            "(SELECT 1 FROM {ent} e WHERE e.id = t.{c})").format(
+            c=sql.Identifier(dep.column), tbl=sql.Identifier(config.schema, dep.table), flt=flt,
+            ent=sql.Identifier(config.schema, config.table(dep.entity))), params)
+        stale.setdefault(dep.entity, set()).update(r[0] for r in cur.fetchall())
+    if ledger:
+        for entity, ids in stale.items():
+            cur.execute(sql.SQL("SELECT id FROM {} WHERE entity = %s AND id = ANY(%s)").format(
+                state(config, "ledger")), (entity, sorted(ids)))
+            ids.difference_update(r[0] for r in cur.fetchall())
+    schema = evidence_paths.read_schema(cur, config, catalog)
+    current = evidence_paths.read_current(cur, config)
+    decided: dict = {}
+    teams_now = set(current.parent["leagues"])
+
+    def team_now(team):
+        v = decided.get(("teams", team))
+        return v.new if v is not None and v.decision == "mapped" else team if team in teams_now else None
+
+    for entity in ("teams", "leagues", "series"):
+        if stale.get(entity):
+            found = evidence_votes.votes(cur, config, catalog, None, entity, stale[entity], team_now=team_now,
+                                         schema=schema, current=current)
+            decided.update({(entity, old): v for old, v in found.items()})
+    return [v.to_dict() for _k, v in sorted(decided.items())]
 
 
 def _holders(conn, config) -> dict:

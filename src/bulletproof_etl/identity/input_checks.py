@@ -72,7 +72,7 @@ def _claimed(number: str, letters: str) -> tuple:
     return (_compact(number + letters), _compact(number))
 
 
-def _check_series(record, source: str, memo: dict) -> None:
+def _check_series(record, source: str, memo: dict, warnings: list | None = None) -> None:
     """``memo`` keeps each club's and series' canonical form across the records of one call."""
     club = memo.get(record.club_name)
     if club is None:
@@ -85,13 +85,16 @@ def _check_series(record, source: str, memo: dict) -> None:
         series = memo[(record.league_code, record.series_name)] = _compact(
             canonical_series(record.league_code, record.series_name))
     if series not in claimed:
-        raise InvalidInput(
+        finding = InvalidInput(
             f"team name {record.team_name!r} names series {claimed[0]!r}, but the record's series is "
             f"{record.series_name!r}",
             record=record.index,
             field="team_name",
             source=source,
         )
+        if warnings is None:
+            raise finding
+        warnings.append(f"{finding.message} (imported as the ETL gives it)")
 
 
 def _check_invisible(record, source: str) -> None:
@@ -112,10 +115,14 @@ def _check_invisible(record, source: str) -> None:
             )
 
 
-def check_teams(records: list, *, source: str = "teams_data") -> list:
-    """Raise :class:`InvalidInput` for the first record that fails a check; else return ``records``."""
+def check_teams(records: list, *, source: str = "teams_data", warnings: list | None = None) -> list:
+    """Raise :class:`InvalidInput` for the first record that fails a check; else return ``records``.
+
+    With a ``warnings`` list (``strict=False``), a team name that names another series than its
+    record is not malformed data but a finding on one record: it is appended there, naming the
+    record and the field, and the record is imported as given. Malformed values always raise."""
     memo: dict = {}
     for record in records:
         _check_invisible(record, source)
-        _check_series(record, source, memo)
+        _check_series(record, source, memo, warnings)
     return records

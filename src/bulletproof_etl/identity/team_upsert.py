@@ -16,6 +16,7 @@ from ..config import PreservationConfig
 from ..errors import ImportRefused
 from ..state import ensure_state_schema, state
 from .ledger_ids import rekey_entity
+from .team_identity import existing_parents, free_names, unique_names, variant
 from .upsert import (
     UpsertResult,
     Write,
@@ -81,7 +82,7 @@ def _wanted(config: PreservationConfig, records: list) -> dict:
     return out
 
 
-def ensure_parents(conn, config: PreservationConfig, records: list, current: dict) -> dict:
+def ensure_parents(conn, config: PreservationConfig, records: list, current: dict, create=PARENTS) -> dict:
     """Give re-inserted parents their ledger ids back, then create the missing ones.
 
     ``current`` (``{entity: {id: key}}``) is updated in place. Returns one
@@ -92,7 +93,7 @@ def ensure_parents(conn, config: PreservationConfig, records: list, current: dic
     for entity in PARENTS:
         rekey = rekey_entity(conn, config, entity, current[entity], ledger_known=True)
         known = {k for k in current[entity].values() if k is not None}
-        missing = [rec for key, rec in wanted[entity].items() if key not in known]
+        missing = [rec for key, rec in wanted[entity].items() if key not in known] if entity in create else []
         result = (upsert_entities(conn, config, entity, missing, current[entity]) if missing
                   else UpsertResult(entity))
         for key, id_ in result.ids.items():
@@ -120,30 +121,68 @@ def _ledger_known(conn, config: PreservationConfig, entity: str, ids_by_key: dic
 
 
 def team_rows(records: list, config: PreservationConfig, parents: dict, current: dict,
-              result: UpsertResult) -> list:
-    """Staging rows for teams: dedupe by key (the first record wins) and resolve parent ids."""
+              result: UpsertResult, existing_parents: dict | None = None, unique_names: bool = False) -> list:
+    """Staging rows for teams; resolves parent ids.
+
+    Two records are one team when they name the same league, club and series rows (the
+    ETL's own identity): the first record wins, the others are reported as duplicates. A team
+    whose rows an existing team has keeps that team's id; otherwise its natural key finds the
+    id (a respelled series). Teams that share a natural key but not their series row
+    (``Division 10`` and ``S10``) stay apart, as the ETL keeps them: the one on the key's
+    existing row (else the first) holds the key, the others a variant key (``10 [s10]``).
+    ``unique_names``: the table has a unique team name per league, so a later team repeating
+    a name in its league is named ``name (series)``, as the ETL names it.
+    """
     by_key = _ids_by_key(current)
+    existing_parents = existing_parents or {}
+    exact_ids = {parents_: id_ for id_, parents_ in existing_parents.items()}
     keys = _Keys(config)
     entity = keys.entity
     leagues, clubs, series = parents["leagues"], parents["clubs"], parents["series"]
-    seen: dict = {}
-    rows = []
+    seen: dict = {}  # (league id, club id, series id) -> record index
+    found: list = []  # [record, key, (league id, club id, series id)]
     for rec in records:
         if not isinstance(rec, TeamRecord):
             raise TypeError("upsert_teams takes records from validate_teams()")
         league_key = entity("leagues", rec.league_code)
         club_key = entity("clubs", rec.club_name)
-        key = keys.team_of(league_key, club_key, rec.league_code, rec.club_name, rec.series_name)
-        if key in seen:
-            result.duplicates.append({"record": rec.index, "key": list(key), "winner": seen[key]})
+        series_key = entity("series", rec.series_name)
+        absent = [f"{what} {name!r}" for what, name, ok in (
+            ("league", rec.league_code, league_key in leagues), ("club", rec.club_name, club_key in clubs),
+            ("series", rec.series_name, series_key in series)) if not ok]
+        if absent:  # the ETL imports its parents itself and skips such a team too
+            result.skipped.append({"record": rec.index, "team": rec.team_name, "missing": ", ".join(absent)})
             continue
-        seen[key] = rec.index
-        league_id = leagues[league_key]
-        club_id = clubs[club_key]
-        series_id = series[entity("series", rec.series_name)]
-        existing = by_key.get(key)
+        key = keys.team_of(league_key, club_key, rec.league_code, rec.club_name, rec.series_name)
+        exact = (leagues[league_key], clubs[club_key], series[series_key])
+        # a schema without a unique team name per league (the reference one) keeps one team per key
+        identity = exact if unique_names else key
+        if identity in seen:
+            result.duplicates.append({"record": rec.index, "key": list(key), "winner": seen[identity]})
+            continue
+        seen[identity] = rec.index
+        found.append((rec, key, exact))
+    holder: dict = {}  # natural key -> the record holding it
+    for rec, key, exact in found:
+        if key not in holder or (exact_ids.get(exact) is not None and exact_ids.get(exact) == by_key.get(key)):
+            holder[key] = rec.index
+    claimed = {exact_ids[exact] for _r, _k, exact in found if exact in exact_ids} if unique_names else set()
+    rows: list = []
+    names: dict = {}  # (league id, team name) -> taken
+    for rec, key, exact in found:
+        existing = exact_ids.get(exact) if unique_names else None
+        if holder[key] != rec.index:
+            key = variant(key, config, rec.series_name)
+        elif existing is None and by_key.get(key) not in claimed:
+            existing = by_key.get(key)
+        league_id, club_id, series_id = exact
+        name = rec.team_name
+        if unique_names:
+            if (league_id, name) in names:
+                name = f"{rec.team_name} ({rec.series_name})"
+            names[(league_id, name)] = True
         rows.append([rec.index, list(key), existing, existing is not None, club_id, series_id, league_id,
-                     rec.team_name, rec.team_alias, rec.display_name])
+                     name, rec.team_alias, rec.display_name])
     return rows
 
 
@@ -165,11 +204,15 @@ def team_write(config: PreservationConfig) -> Write:
 
 
 def upsert_teams(conn, config: PreservationConfig, records: list, *, league: str | None = None,
-                 force: bool = False, current: dict | None = None) -> tuple:
+                 force: bool = False, current: dict | None = None, create_parents=PARENTS) -> tuple:
     """Upsert validated :class:`TeamRecord` items; returns (UpsertResult, parent results).
 
     Order: parents re-keyed and completed, teams re-keyed, then the staged team upsert,
     then retirement of the active teams the import no longer names (within ``league``).
+
+    ``create_parents``: the parent entities the upsert creates when a team names one that does
+    not exist; a team naming a missing parent of another entity is skipped (``skipped``), as
+    an ETL that imports that parent itself skips it.
 
     ``current``: the keys now (:func:`current_keys`) if the caller has them; pass a dict
     (``{}`` too) to get back, in it, the keys the upsert leaves, without reading them again.
@@ -181,7 +224,7 @@ def upsert_teams(conn, config: PreservationConfig, records: list, *, league: str
             current = fresh
         else:
             current.update(fresh)
-    parent_results = ensure_parents(conn, config, records, current)
+    parent_results = ensure_parents(conn, config, records, current, create_parents)
     if (any(k is None for k in current["teams"].values())
             and any(r.rekeyed or r.ids for r in parent_results.values())):
         # a team whose parent was missing may have one now (a re-keyed or re-inserted parent
@@ -191,10 +234,14 @@ def upsert_teams(conn, config: PreservationConfig, records: list, *, league: str
     parents = {e: _ids_by_key(current[e]) for e in PARENTS}
     result = UpsertResult("teams", read=len(records))
     result.rekeyed, result.blocked = rekey.rekeyed, len(rekey.blocked)
-    rows = team_rows(records, config, parents, current["teams"], result)
     with conn.cursor() as cur:
+        existing = existing_parents(cur, config)
+        names_unique = unique_names(cur, config)
+        rows = team_rows(records, config, parents, current["teams"], result, existing, names_unique)
         _stage(cur, _TEAM_STAGE_COLS, rows)
         resolve_ids(cur, config, "teams")
+        if names_unique:
+            free_names(cur, config)
         _check_retirement(cur, config, league, force, len(rows))
         write_staged(cur, team_write(config), result)
         inserted = result.created + result.preserved_from_ledger

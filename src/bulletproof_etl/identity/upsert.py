@@ -52,6 +52,9 @@ class UpsertResult:
     rekeyed: int = 0
     blocked: int = 0
     errors: list = field(default_factory=list)
+    # records not imported because a parent they name does not exist and the ETL imports that
+    # parent itself (it skips such a record too): {"record", "team", "missing"}
+    skipped: list = field(default_factory=list)
     path: str = "set-based"
     new_ids: list = field(default_factory=list, repr=False)
     retired_ids: list = field(default_factory=list, repr=False)

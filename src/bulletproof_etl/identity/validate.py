@@ -88,8 +88,12 @@ def _clean_fast(record: dict) -> list | None:
     return cleaned
 
 
-def validate_teams(teams_data, *, known_leagues=None, source: str = "teams_data") -> list:
-    """Validate every record; raise on the first bad one, before anything is written."""
+def validate_teams(teams_data, *, known_leagues=None, source: str = "teams_data",
+                   warnings: list | None = None) -> list:
+    """Validate every record; raise on the first bad one, before anything is written.
+
+    ``warnings``: a list to collect findings that are not malformed data (see
+    :func:`.input_checks.check_teams`) instead of raising on them."""
     if teams_data is None or isinstance(teams_data, (str, bytes, dict)):
         raise InvalidInput("teams_data must be a list of records", source=source)
     out = []
@@ -110,4 +114,4 @@ def validate_teams(teams_data, *, known_leagues=None, source: str = "teams_data"
                 record=index, field="league_id", source=source,
             )
         out.append(TeamRecord(index, code, club, series, name, alias, display))
-    return input_checks.check_teams(out, source=source)
+    return input_checks.check_teams(out, source=source, warnings=warnings)

@@ -31,6 +31,7 @@ from ..config import DEFAULT_CONFIG, PreservationConfig
 from ..errors import BulletproofError
 from ..preservation import BulletproofTeamPreservation
 from .deferred_commits import real_connection
+from .etl_connection import ACTIVE_RUN, factory_targets
 from .protected_run import ProtectedRun
 from .repair import emergency_repair
 
@@ -54,6 +55,12 @@ class EtlHooks:
     names the instance attribute holding a single-league code (None: always all leagues).
     ``steps`` lists further methods reported as progress; None means every method whose
     name starts with ``import_`` or ``load_``.
+
+    ``get_connection`` names a method returning a connection or a context manager yielding
+    one, or a module-level factory by dotted path (``"database_config.get_db"``).
+    ``clear_mode``: ``"guard"`` runs the ETL's own clear step with the deletes of entity rows
+    skipped (its backups and other side effects happen); ``"replace"`` runs the library's
+    own clear of the ETL-owned tables instead.
     """
 
     run: str = "run"
@@ -65,6 +72,7 @@ class EtlHooks:
     import_teams: str = "import_teams"
     league_attribute: str | None = "league"
     steps: tuple | None = None
+    clear_mode: str = "guard"
 
     def parents(self) -> dict:
         return {e: n for e, n in (("leagues", self.import_leagues), ("clubs", self.import_clubs),
@@ -78,6 +86,7 @@ class _Patch:
         self.config = config
         self.hooks = hooks
         self.originals: dict = {}  # name -> (had its own attribute, that attribute)
+        self.module_originals: list = []  # (module, attribute, original) of patched factories
 
 
 def _unwrapped(func):
@@ -108,6 +117,7 @@ def _make_run(patch: _Patch, original):
                              progress=getattr(self, PROGRESS_ATTRIBUTE, None))
         setattr(self, STATE_ATTRIBUTE, state)
         setattr(self, REPORT_ATTRIBUTE, state.report)
+        token = ACTIVE_RUN.set(state)
         try:
             try:
                 result = original(self, *args, **kwargs)
@@ -116,6 +126,12 @@ def _make_run(patch: _Patch, original):
                 raise
             return state.finish(result)
         finally:
+            ACTIVE_RUN.reset(token)
+            if state.report.outcome == "running":  # never left running: say that it did not commit
+                state.report.outcome = "rolled_back" if state.p is not None else "failed"
+                state.report.error = state.report.error or (state.errors[0] if state.errors else
+                                                            "the protected run ended without committing")
+                state.release()
             setattr(self, REPORT_ATTRIBUTE, state.report)
             setattr(self, STATE_ATTRIBUTE, None)
     return _mark(run, original)
@@ -131,13 +147,24 @@ def _make_get_connection(original):
     return _mark(get_connection, original)
 
 
+def _make_factory(original):
+    """A module-level connection factory: inside a protected run it opens the run's connection."""
+    @functools.wraps(original)
+    def factory(*args, **kwargs):
+        state = ACTIVE_RUN.get()
+        if state is None:
+            return original(*args, **kwargs)
+        return state.connection(lambda: original(*args, **kwargs))
+    return _mark(factory, original)
+
+
 def _make_clear(original):
     @functools.wraps(original)
     def clear(self, conn, *args, **kwargs):
         state = _state(self)
         if state is None:
             return original(self, conn, *args, **kwargs)
-        return state.clear()
+        return state.clear(lambda: original(self, conn, *args, **kwargs))
     return _mark(clear, original)
 
 
@@ -189,7 +216,13 @@ def patch_existing_etl_class(etl_class: type, config: PreservationConfig | None 
             existing.config = config
         return etl_class
     hooks = hooks or getattr(etl_class, "bulletproof_hooks", None) or EtlHooks()
-    required = [hooks.run, hooks.get_connection, hooks.clear, hooks.import_teams, *hooks.parents().values()]
+    if hooks.clear_mode not in ("guard", "replace"):
+        raise BulletproofError(f"EtlHooks.clear_mode must be 'guard' or 'replace', not {hooks.clear_mode!r}",
+                               stage="patch")
+    factories = factory_targets(etl_class, hooks.get_connection)
+    required = [hooks.run, hooks.clear, hooks.import_teams, *hooks.parents().values()]
+    if not factories:
+        required.append(hooks.get_connection)
     missing = [n for n in required if not callable(getattr(etl_class, n, None))]
     if missing:
         raise BulletproofError(
@@ -197,8 +230,10 @@ def patch_existing_etl_class(etl_class: type, config: PreservationConfig | None 
             "name its methods with EtlHooks(...) (or set import_leagues/clubs/series to None)",
             stage="patch", missing=missing)
     patch = _Patch(config or getattr(etl_class, "bulletproof_config", None) or DEFAULT_CONFIG, hooks)
-    makers = {hooks.run: lambda f: _make_run(patch, f), hooks.get_connection: _make_get_connection,
-              hooks.clear: _make_clear, hooks.import_teams: _make_import_teams}
+    makers = {hooks.run: lambda f: _make_run(patch, f), hooks.clear: _make_clear,
+              hooks.import_teams: _make_import_teams}
+    if not factories:
+        makers[hooks.get_connection] = _make_get_connection
     for entity, name in hooks.parents().items():
         makers[name] = functools.partial(_make_parent, entity)
     for name in _step_names(etl_class, hooks, set(makers)):
@@ -207,6 +242,10 @@ def patch_existing_etl_class(etl_class: type, config: PreservationConfig | None 
         own = name in etl_class.__dict__
         patch.originals[name] = (own, etl_class.__dict__.get(name))
         setattr(etl_class, name, make(_unwrapped(getattr(etl_class, name))))
+    for module, attr in factories:
+        current = getattr(module, attr)
+        patch.module_originals.append((module, attr, current))
+        setattr(module, attr, _make_factory(_unwrapped(current)))
     setattr(etl_class, PATCH_ATTRIBUTE, patch)
     logger.info("patched %s: %s", etl_class.__name__, ", ".join(sorted(makers)))
     return etl_class
@@ -222,6 +261,8 @@ def unpatch_etl_class(etl_class: type) -> type:
             setattr(etl_class, name, value)
         else:
             delattr(etl_class, name)
+    for module, attr, value in reversed(patch.module_originals):
+        setattr(module, attr, value)
     delattr(etl_class, PATCH_ATTRIBUTE)
     return etl_class
 

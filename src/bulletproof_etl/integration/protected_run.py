@@ -2,13 +2,15 @@
 
 The ETL runs its own steps; the patched hooks call in here:
 
-- the first ``get_connection()`` opens the real connection (through the ETL's own method),
-  enters :class:`BulletproofTeamPreservation` on it (savepoint, advisory lock, catalog) and
+- the first ``get_connection()`` opens the real connection (through the ETL's own method,
+  context manager or factory: ``etl_connection``), enters :class:`BulletproofTeamPreservation`
+  on it (savepoint, advisory lock, the configuration checked, catalog), validates constraints
+  and takes the durable snapshot at once, before the ETL's transaction holds any lock; it
   hands the ETL a :class:`DeferredConnection`, so its per-step commits become one
   transaction; later calls get the same proxy;
-- the clear step validates constraints and takes the durable snapshot, then deletes only
-  ETL-owned rows (``clear_step``); leagues, clubs and series are upserted in place, teams go
-  through ``preserve_teams_during_import``;
+- the ETL's clear step runs under a statement guard that skips the deletes of entity rows
+  (``clear_step``; or is replaced by the library's own clear); leagues, clubs and series are
+  upserted in place, teams go through ``preserve_teams_during_import``;
 - at the end, if the ETL said it succeeded, user data is restored and health checked, and
   the real connection commits once. Anything else rolls everything back.
 """
@@ -26,10 +28,13 @@ from ..config import PreservationConfig
 from ..errors import BulletproofError, StageFailed
 from ..failures import first_line
 from ..identity.upsert import upsert_entities
+from ..lock_wait import bounded
+from ..lock_wait import explain as explain_lock_wait
 from ..preservation import BulletproofTeamPreservation, RunReport
 from ..state import finish_run
-from .clear_step import clear_etl_rows
-from .deferred_commits import DeferredConnection, real_connection
+from .clear_step import StatementGuard, clear_etl_rows
+from .deferred_commits import DeferredConnection
+from .etl_connection import EtlConnection
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +66,7 @@ class ProtectedRun:
         self.progress = progress
         self.report = RunReport(dry_run=dry_run)
         self.p: BulletproofTeamPreservation | None = None
+        self.handle: EtlConnection | None = None
         self.real = None
         self.proxy: DeferredConnection | None = None
         self.errors: list = []
@@ -77,16 +83,27 @@ class ProtectedRun:
             logger.exception("the progress callback failed; continuing without it")
             self.progress = None
 
-    def step(self, stage: str, action, count_of=None, detail_of=None):
-        """Run ``action()`` as one reported stage; record a failure, then re-raise it."""
+    def step(self, stage: str, action, count_of=None, detail_of=None, *, library: bool = True):
+        """Run ``action()`` as one reported stage; record a failure, then re-raise it.
+
+        A stage of the library waits for no lock longer than ``config.lock_timeout``."""
         self.emit(stage, "start")
         started = time.perf_counter()
         try:
-            result = action()
-        except BaseException as exc:
+            if library and self.real is not None:
+                with bounded(self.real, self.config.lock_timeout):
+                    result = action()
+            else:
+                result = action()
+        except BaseException as raised:
+            exc = explain_lock_wait(raised, dsn=self.p._side_dsn() if self.p else None,
+                                    schemas=(self.config.schema, self.config.state_schema),
+                                    timeout=self.config.lock_timeout, stage=stage)
             elapsed = time.perf_counter() - started
             self.errors.append(f"{stage}: {first_line(exc)}")
             self.emit(stage, "failed", detail=first_line(exc), elapsed=elapsed)
+            if exc is not raised:
+                raise exc from raised
             raise
         elapsed = time.perf_counter() - started
         count = count_of(result) if count_of else (result if isinstance(result, int) else None)
@@ -96,7 +113,7 @@ class ProtectedRun:
     def etl_step(self, name: str, action):
         """One of the ETL's own steps (import_players ...), timed and counted in the report."""
         started = time.perf_counter()
-        result = self.step(name, action)
+        result = self.step(name, action, library=False)
         self.report.etl_steps[name] = {"result": result if isinstance(result, (int, float, str)) else None,
                                        "seconds": round(time.perf_counter() - started, 3)}
         return result
@@ -117,23 +134,29 @@ class ProtectedRun:
             return self.proxy
 
         def open_and_enter():
-            real = real_connection(open_original())
+            handle = EtlConnection(open_original())
             league = getattr(self.etl, self.hooks.league_attribute, None) if self.hooks.league_attribute else None
-            p = BulletproofTeamPreservation(real, config=self.config, league=league, dry_run=self.dry_run,
+            p = BulletproofTeamPreservation(handle.real, config=self.config, league=league, dry_run=self.dry_run,
                                             force=self.force, mode="etl")
+            # a parent the ETL imports itself is not created for a team that names it
+            p.create_parents = tuple(e for e in ("leagues", "clubs", "series") if e not in self.hooks.parents())
             try:
                 p.__enter__()
             except BaseException:
-                real.close()
+                handle.release()
                 raise
-            return real, p
+            return handle, p
 
-        self.real, self.p = self.step("connect", open_and_enter, count_of=lambda _r: None,
-                                      detail_of=lambda r: r[1].catalog.server_version)
+        self.handle, self.p = self.step("connect", open_and_enter, count_of=lambda _r: None,
+                                        detail_of=lambda r: r[1].catalog.server_version, library=False)
+        self.real = self.handle.real
         self.p.report.etl_steps.update(self.report.etl_steps)  # steps that ran before connecting
+        self.p.report.warnings[:0] = self.report.warnings
         self.report = self.p.report
         self.etl.bulletproof_report = self.report
         self.proxy = DeferredConnection(self.real, self._rolled_back_by_etl)
+        # the snapshot now, while the ETL's transaction holds no lock (its schema step may ALTER)
+        self.ensure_backup()
         return self.proxy
 
     def _require(self, hook: str) -> None:
@@ -155,15 +178,23 @@ class ProtectedRun:
                   detail_of=lambda r: f"run {self.report.run_id}"
                   + (" (durable)" if self.report.durable_snapshot else " (in the transaction)"))
 
-    def clear(self) -> int:
+    def clear(self, run_original) -> int:
         self.ensure_backup()
+        if getattr(self.hooks, "clear_mode", "guard") == "replace":
+            def do():
+                deleted = clear_etl_rows(self.real, self.config, self.p.catalog, self.p.league)
+                self.report.cleared = deleted
+                return sum(deleted.values())
 
-        def do():
-            deleted = clear_etl_rows(self.real, self.config, self.p.catalog, self.p.league)
-            self.report.cleared = deleted
-            return sum(deleted.values())
-
-        return self.step("clear", do)
+            return self.step("clear", do)
+        guard = StatementGuard(self.config)
+        self.proxy.guard = guard
+        try:
+            return self.step("clear", run_original, library=False)
+        finally:
+            self.proxy.guard = None
+            self.report.cleared = dict(guard.deleted)
+            self.report.clear_kept = dict(guard.skipped)
 
     def upsert_parent(self, entity: str, records) -> int:
         self.ensure_backup()
@@ -198,8 +229,12 @@ class ProtectedRun:
     def finish(self, etl_result):
         """Restore, check health and commit once; or roll everything back. Returns the result."""
         if self.p is None:  # the ETL never connected: nothing was protected, nothing written
-            if etl_result is False and self.errors:
-                self.report.error = self.errors[0]
+            if self.errors or etl_result is False:
+                self.report.error = self.report.error or (self.errors[0] if self.errors else
+                                                          f"the ETL's {self.hooks.run}() returned False")
+                self.report.outcome = "failed"
+            else:
+                self.report.outcome = "nothing_imported"
             return etl_result
         reason = self.failure_reason(etl_result)
         if reason is not None:
@@ -228,7 +263,7 @@ class ProtectedRun:
                 else:
                     real.commit()
                     self.report.outcome = "committed"
-            self.step("rollback (dry run)" if self.dry_run else "commit", do, count_of=lambda _r: None)
+            self.step("rollback (dry run)" if self.dry_run else "commit", do, count_of=lambda _r: None, library=False)
         except BaseException as exc:
             self.report.outcome = "rolled_back"
             self.report.error = self.report.error or f"commit: {first_line(exc)}"
@@ -236,11 +271,11 @@ class ProtectedRun:
             if p.report.run_id is not None:
                 p._side(lambda c: finish_run(c, self.config, p.report.run_id, "failed", stage="commit",
                                              error=self.report.error))
-            _close(real)
+            self.release()
             if isinstance(exc, (BulletproofError, psycopg2.Error)):
                 return False
             raise
-        _close(real)
+        self.release()
         if etl_result is None or etl_result is True:
             return True
         return etl_result
@@ -248,7 +283,8 @@ class ProtectedRun:
     def abort(self, exc: BaseException) -> None:
         """The ETL's run() raised: roll everything back, then the caller re-raises."""
         if self.p is None:
-            self.report.error = self.report.error or first_line(exc)
+            self.report.error = self.report.error or (self.errors[0] if self.errors else first_line(exc))
+            self.report.outcome = "failed"
             return
         self._roll_back(exc)
 
@@ -260,8 +296,15 @@ class ProtectedRun:
             pass  # __exit__ re-raises driver errors as StageFailed; the reason is recorded above
         self.report.outcome = "rolled_back"
         _quiet_rollback(self.real)
-        _close(self.real)
+        self.release()
         self.emit("rollback", "done", detail=self.report.error or "")
+
+    def release(self) -> None:
+        """Give the ETL's connection back (its context manager too); the run is over."""
+        if self.handle is not None:
+            self.handle.release()
+        elif self.real is not None and not self.real.closed:
+            self.real.close()
 
 
 def _quiet_rollback(conn) -> None:
@@ -271,11 +314,6 @@ def _quiet_rollback(conn) -> None:
         conn.rollback()
     except psycopg2.Error as err:  # never let a failed rollback hide the first error
         logger.error("rollback failed too: %s", err)
-
-
-def _close(conn) -> None:
-    if conn is not None and not conn.closed:
-        conn.close()
 
 
 def _teams_detail(teams: dict | None) -> str:

@@ -1,5 +1,10 @@
 """Repairs: the emergency orphan repair, and bringing a database back to a durable snapshot.
 
+The emergency repair maps stale ids through the ledger where one exists and, for ids no
+ledger knows (a database the legacy ETL damaged before any protected run), through the
+votes of their rows' evidence (restore/catalog_evidence.py); its report lists every
+decision with its votes (``evidence``).
+
 Neither deletes a user row. Both take the advisory lock (no import runs meanwhile), take a
 snapshot of the state they start from (so a repair can itself be repaired), work in one
 transaction and check health before they commit; a dry run rolls everything back.
@@ -33,6 +38,7 @@ from ..errors import HealthCheckFailed, SnapshotNotFound
 from ..health.check import HealthReport, HealthStatus, check_health
 from ..identity.snapshot_ids import EntityRepair, desired_ids, repair_entity, snapshot_entities
 from ..preservation import BulletproofTeamPreservation
+from ..restore import catalog_evidence
 from ..restore.entity_map import restore
 from ..state import ensure_state_schema, pk_json, state
 from .deferred_commits import real_connection
@@ -51,11 +57,13 @@ class EmergencyRepairReport:
     constraints: dict | None = None
     restore: dict | None = None
     outcome: str = "running"
+    # per stale id no ledger knew: the decision of its rows' evidence votes (restore/catalog_evidence.py)
+    evidence: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {"before": self.before.to_dict(), "after": self.after.to_dict() if self.after else None,
                 "run_id": self.run_id, "dry_run": self.dry_run, "constraints": self.constraints,
-                "restore": self.restore, "outcome": self.outcome}
+                "restore": self.restore, "outcome": self.outcome, "evidence": self.evidence}
 
 
 @dataclass
@@ -125,6 +133,8 @@ def emergency_repair(dsn_or_conn=None, config: PreservationConfig | None = None,
             p.backup_user_data()
             result.run_id = p.report.run_id
             result.restore = p.restore_user_data().to_dict()
+            with p.conn.cursor() as cur:
+                result.evidence = catalog_evidence.recorded(cur, config, result.run_id)
             result.after = p.validate_health()
             if result.after.status is HealthStatus.CRITICAL:
                 raise HealthCheckFailed("health is still CRITICAL after the repair; it was rolled back: "

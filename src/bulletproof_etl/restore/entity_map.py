@@ -7,9 +7,11 @@
    to a unique new-key team the same way. An id the ledger knows, that no strategy maps and
    that no row holds now, is kept alive: its old row comes back inactive (revive.py).
 2. Ids nobody knows (no ledger entry: a database damaged before any snapshot) are mapped by
-   row evidence (row_evidence.py): rows that name their team, leagues and series through the
-   teams of the same row, all evidence unanimous (``context``); then, per row, series named
-   in a poll or message plus the author's own teams (``content``).
+   the votes of their rows' evidence, paths found in the catalog (catalog_evidence.py:
+   ``context`` for an id, ``content`` for a row mapped alone); ids whose rows hold no such
+   evidence by row evidence (row_evidence.py): rows that name their team, leagues and series
+   through the teams of the same row, all evidence unanimous (``context``); then, per row,
+   series named in a poll or message plus the author's own teams (``content``).
 3. Ids still unmapped: a NOT NULL column keeps the row valid with a placeholder entity and
    the row is quarantined; a nullable reference is set to NULL and the row quarantined.
 4. Rows deleted since the snapshot (by the ETL or a cascade) are re-inserted with their
@@ -28,9 +30,11 @@ from ..catalog import Catalog, current_keys
 from ..config import PreservationConfig
 from ..errors import BulletproofError
 from ..health.constraints import validate_pending
+from ..snapshot import keys as snapkeys
 from ..state import copy_rows, pk_json, state
-from . import row_evidence, strategies
+from . import catalog_evidence, custom_strategies, row_evidence, strategies
 from .apply import apply_restore
+from .damage import repair_damage
 from .report import RestoreReport
 from .revive import resurrect
 
@@ -135,6 +139,10 @@ def build_entity_map(cur, config, run_id, referenced: dict, keys: dict, *, retir
             if new is not None and new != old:
                 emap[old] = (new, "direct")
                 continue
+            hit = custom_strategies.after("direct", config, cur, entity, old, led_key, led_row, current)
+            if hit is not None:  # a strategy registered in the configuration (issue 15)
+                emap[old] = hit
+                continue
             new = None
             if entity == "teams":
                 new = strategies.context(led_row, led_key, place(led_key), config)
@@ -150,6 +158,8 @@ def build_entity_map(cur, config, run_id, referenced: dict, keys: dict, *, retir
                 new = strategies.series_context(old_name, same, config)
             if new is not None and new != old:
                 emap[old] = (new, "context")
+            elif hit := custom_strategies.after("context", config, cur, entity, old, led_key, led_row, current):
+                emap[old] = hit
             elif led_row is not None and old not in current:
                 revive.setdefault(entity, set()).add(old)  # its own key: bring the old row back
             else:
@@ -169,21 +179,27 @@ def _row_evidence(cur, config, catalog, run_id, keys, emap, unresolved, revive) 
             return emap["teams"][team][0]
         return team if team in teams_now or team in revived else None
 
+    # votes over the evidence the schema's relationships offer (issue 13); the hint lists and
+    # the content strategy below see only ids whose rows hold no such evidence at all
+    voted, quiet = catalog_evidence.map_by_votes(cur, config, catalog, run_id, emap, unresolved, team_now)
     stale = unresolved.get("teams", set())
-    if stale:
+    if stale & quiet.get("teams", set()):
         cur.execute(sql.SQL("SELECT id, {}, {} FROM {}").format(
             sql.Identifier(config.team_name), sql.Identifier(config.team_alias),
             sql.Identifier(config.schema, config.table("teams"))))
-        for old, new in row_evidence.names_in_rows(cur, config, catalog, run_id, stale, cur.fetchall()).items():
+        found = row_evidence.names_in_rows(cur, config, catalog, run_id, stale & quiet["teams"], cur.fetchall())
+        for old, new in found.items():
             emap.setdefault("teams", {})[old] = (new, "context")
             stale.discard(old)
     for entity in ("leagues", "series"):
-        found = row_evidence.parents_from_teams(cur, config, catalog, run_id, entity, unresolved.get(entity, set()),
-                                            team_now)
+        found = row_evidence.parents_from_teams(cur, config, catalog, run_id, entity,
+                                                unresolved.get(entity, set()) & quiet.get(entity, set()), team_now)
         for old, new in found.items():
             emap.setdefault(entity, {})[old] = (new, "context")
             unresolved[entity].discard(old)
-    return row_evidence.content_matches(cur, config, catalog, run_id, stale, teams_now, team_now)
+    rowmap = row_evidence.content_matches(cur, config, catalog, run_id, stale & quiet.get("teams", set()),
+                                          teams_now, team_now)
+    return {**rowmap, **voted}
 
 
 def restore(conn, config: PreservationConfig, catalog: Catalog, run_id, *, created=(), retired=()) -> RestoreReport:
@@ -215,6 +231,8 @@ def restore(conn, config: PreservationConfig, catalog: Catalog, run_id, *, creat
                 report.mapped_ids.setdefault(entity, {}).setdefault(how, 0)
                 report.mapped_ids[entity][how] += 1
         apply_restore(cur, config, catalog, run_id, unresolved, report)
+        repair_damage(cur, config, catalog, run_id, snapkeys.keyed_tables(cur, config, run_id), report)
+        catalog_evidence.annotate_quarantine(cur, config, catalog, run_id)
     # foreign keys added NOT VALID by validate_constraints are validated once orphans are fixed
     report.validated_constraints = validate_pending(conn, config)
     logger.info("restore of run %s: %s", run_id, report.to_dict()["totals"])

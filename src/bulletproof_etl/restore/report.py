@@ -32,6 +32,9 @@ class TableRestore:
     on_placeholder: int = 0
     withheld: int = 0
     left_deleted: int = 0
+    # references the run's own writes (the ETL's restore or fixers) had changed, set back
+    # from the snapshot (restore/damage.py)
+    repaired: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -70,5 +73,5 @@ class RestoreReport:
             "rows": {w: self.total(w) for w in ("rows_before", "rows_after", "kept")},
             "remapped_by_strategy": self.remapped_by_strategy(),
             "totals": {w: self.total(w) for w in ("remapped", "reinserted", "quarantined", "nulled",
-                                                  "on_placeholder", "withheld")},
+                                                  "on_placeholder", "withheld", "repaired")},
         }

@@ -105,7 +105,9 @@ def names_in_rows(cur, config, catalog, run_id, stale: set, teams: list, hints=N
         return {}
     index = strategies.name_index(teams)
     votes: dict = {}
-    for hint in hints if hints is not None else getattr(config, "name_hints", DEFAULT_NAME_HINTS):
+    if hints is None:
+        hints = getattr(config, "name_hints", None) or DEFAULT_NAME_HINTS
+    for hint in hints:
         dep = _dep(catalog, hint.table, hint.reference_column)
         if dep is None or dep.entity != "teams" or hint.table not in catalog.primary_keys:
             continue
@@ -170,7 +172,7 @@ def _author_teams(cur, config, authors, keys: dict, team_now) -> dict:
         now = team_now(team) if team is not None else None
         if now is not None:
             out.setdefault(uid, set()).add(now)
-    link, link_user, link_player, players, player_key, player_team = getattr(config, "membership", MEMBERSHIP)
+    link, link_user, link_player, players, player_key, player_team = getattr(config, "membership", None) or MEMBERSHIP
     cur.execute("SELECT to_regclass(%s), to_regclass(%s)",
                 (_qualified(config.schema, link), _qualified(config.schema, players)))
     if all(cur.fetchone()):

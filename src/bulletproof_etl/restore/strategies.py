@@ -19,16 +19,19 @@ import re
 
 from ..config import PreservationConfig, canonical_name
 
-# "Series 22", "Chicago 22", "Division 22", "Div 22", "S22", "S2B", "Series 11 SW", "Series A".
-# A bare number or a date ("Jan 22") is not a series reference; a letter label must be one
-# upper-case letter (or "SN") so that "the series is tied" names no series "is".
-_SERIES_REF = re.compile(
-    r"\b(?:(?i:chicago|series|division|div)\s+(?:(?P<num>\d+[A-Za-z]?(?:\s+(?i:sw))?)|(?P<letter>SN|[A-Z]))"
-    r"|(?i:s)(?P<short>\d+[A-Za-z]?))\b"
+# the readers of names in text live with the evidence votes (diagnose uses them too); they
+# are part of this module's interface as before
+from ..health.evidence_text import (  # noqa: F401
+    _SERIES_REF,
+    NameIndex,
+    name_index,
+    name_tokens,
+    named_team,
+    series_references,
 )
+
 _CLUB_NOISE = {"cc", "club", "pc", "rc", "tc", "the", "country", "tennis", "paddle", "platform", "&", "and"}
 _PUNCT = re.compile(r"[^\w\s]")
-_EDGE = "\"'()[]{},;:!?."
 
 
 def loose_club(name: str) -> str:
@@ -78,66 +81,6 @@ def series_context(old_name: str | None, current: dict, config: PreservationConf
     wanted = config.series_canonicaliser(None, old_name)
     hits = [i for i, name in current.items() if config.series_canonicaliser(None, name) == wanted]
     return hits[0] if len(hits) == 1 else None
-
-
-def name_tokens(text: str) -> list:
-    """Words of a name or text, case-folded, punctuation trimmed at word edges ("22." -> "22")."""
-    out = []
-    for word in canonical_name(text).split():
-        trimmed = word.strip(_EDGE)
-        out.append(trimmed or word)
-    return out
-
-
-class NameIndex(dict):
-    """``{canonical team name: set of ids}``; ``longest`` is the most words a name has."""
-
-    longest = 0
-
-
-def name_index(teams) -> NameIndex:
-    """The index of ``(id, name, alias, ...)`` tuples; empty names are skipped."""
-    index = NameIndex()
-    for id_, *names in teams:
-        for name in names:
-            if name:
-                key = " ".join(name_tokens(name))
-                index.setdefault(key, set()).add(id_)
-                index.longest = max(index.longest, len(key.split()))
-    return index
-
-
-def named_team(text: str | None, index: NameIndex):
-    """The one team whose full name the text contains, word-bounded; None if none or several.
-
-    A name found only inside a longer name ("Lakeview - 2" in "Lakeview - 22" cannot
-    happen word-bounded, but "Oak" in "Oak Park - 3" can) does not count.
-    """
-    if not text or not index:
-        return None
-    tokens = name_tokens(text)
-    longest = index.longest
-    spans = []
-    for start in range(len(tokens)):
-        for end in range(start + 1, min(len(tokens), start + longest) + 1):
-            ids = index.get(" ".join(tokens[start:end]))
-            if ids:
-                spans.append((start, end, ids))
-    kept = [s for s in spans
-            if not any(o is not s and o[0] <= s[0] and s[1] <= o[1] and o[1] - o[0] > s[1] - s[0] for o in spans)]
-    hits = set().union(*(ids for _, _, ids in kept)) if kept else set()
-    return next(iter(hits)) if len(hits) == 1 else None
-
-
-def series_references(text: str | None, config: PreservationConfig) -> set:
-    """Canonical series named in a text, word-bounded."""
-    if not text:
-        return set()
-    found = set()
-    for match in _SERIES_REF.finditer(text):
-        token = match.group("num") or match.group("letter") or match.group("short")
-        found.add(config.series_canonicaliser(None, "Series " + token))
-    return found
 
 
 def content(text: str | None, author_teams: list, config: PreservationConfig):

@@ -1,0 +1,96 @@
+"""Bounded lock waits: no statement of the library waits for a lock longer than configured.
+
+``config.lock_timeout`` (a PostgreSQL interval such as ``"30s"``; None: wait as long as it
+takes) is set on the second connection that writes the durable snapshot, and, transaction-
+locally, around every stage of a protected run on the run's connection (the ETL's own
+statements keep the session's setting). A lock that is not granted in time ends the run with
+one :class:`LockWaitTimeout` naming the sessions that held conflicting locks and their
+last statements, read on a fresh connection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import psycopg2
+import psycopg2.errors
+
+from .errors import BulletproofError
+
+logger = logging.getLogger(__name__)
+
+# granted locks strong enough to block a read (ACCESS EXCLUSIVE) or a write (from SHARE on)
+_HOLDERS = """
+SELECT l.pid, l.mode, coalesce(n.nspname || '.' || c.relname, l.locktype), a.state,
+       left(regexp_replace(a.query, '\\s+', ' ', 'g'), 300)
+FROM pg_locks l
+LEFT JOIN pg_class c ON c.oid = l.relation
+LEFT JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE l.granted AND l.pid <> pg_backend_pid() AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND l.mode IN ('ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock')
+  AND (n.nspname IS NULL OR n.nspname = ANY(%s))
+ORDER BY l.pid, 3
+"""
+
+
+class LockWaitTimeout(BulletproofError):
+    """The library waited ``lock_timeout`` for a lock; ``holders`` lists who held conflicting locks."""
+
+
+def set_session_timeout(conn, timeout: str | None) -> None:
+    """``lock_timeout`` for the whole session (the snapshot's own connection)."""
+    if timeout:
+        with conn.cursor() as cur:
+            cur.execute("SELECT set_config('lock_timeout', %s, false)", (timeout,))
+
+
+@contextlib.contextmanager
+def bounded(conn, timeout: str | None):
+    """``lock_timeout`` for the statements inside the block, on a connection in a transaction."""
+    if not timeout or conn is None or conn.closed:
+        yield
+        return
+    with conn.cursor() as cur:
+        cur.execute("SELECT current_setting('lock_timeout'), set_config('lock_timeout', %s, true)", (timeout,))
+        before = cur.fetchone()[0]
+    try:
+        yield
+    finally:
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT set_config('lock_timeout', %s, true)", (before,))
+        except psycopg2.Error:  # the transaction failed: it ends, and the setting with it
+            pass
+
+
+def holders(dsn: str, schemas) -> list:
+    """``[(pid, mode, relation, state, last statement)]`` of granted conflicting locks now."""
+    try:
+        conn = psycopg2.connect(dsn)
+    except psycopg2.Error as err:
+        logger.warning("could not ask who holds the locks: %s", err)
+        return []
+    try:
+        with conn.cursor() as cur:
+            cur.execute(_HOLDERS, (list(schemas),))
+            return cur.fetchall()
+    finally:
+        conn.close()
+
+
+def explain(exc: BaseException, *, dsn: str | None, schemas, timeout: str | None, stage: str,
+            own_pid: int | None = None) -> BaseException:
+    """A :class:`LockWaitTimeout` naming the blocking statements, for a lock timeout; else ``exc``."""
+    if not isinstance(exc, psycopg2.errors.LockNotAvailable):
+        return exc
+    found = holders(dsn, schemas) if dsn else []
+    parts = []
+    for pid, mode, relation, state, query in found:
+        who = "the protected run's own connection (the ETL's open transaction)" if pid == own_pid else f"pid {pid}"
+        parts.append(f"{who} holds {mode} on {relation} ({state}; last statement: {query})")
+    cause = "; ".join(parts) if parts else "no session holds a conflicting lock any more"
+    return LockWaitTimeout(
+        f"waited lock_timeout={timeout} for a lock and gave up: {cause}. Nothing of the run was committed",
+        stage=stage, holders=found)
