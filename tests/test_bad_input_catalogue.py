@@ -21,7 +21,7 @@ import psycopg2
 import pytest
 
 import conftest
-from bulletproof_etl import BulletproofTeamPreservation, ImportRefused, InvalidInput
+from bulletproof_etl import DEFAULT_CONFIG, BulletproofTeamPreservation, ImportRefused, InvalidInput
 from rally_etl import ComprehensiveETL, InputError
 from reliability_support import (
     changed_tables,
@@ -172,8 +172,8 @@ def test_g5_bad_record_is_named_and_changes_nothing(shared_conn, seasons, base_t
     conn = shared_conn
     before, _ = _state(conn)
     bad = _break(base_teams, case)
-    with pytest.raises(InvalidInput) as caught:
-        protected_etl(conn, seasons[0], teams_data=bad)
+    with pytest.raises(InvalidInput) as caught:  # strict: every finding refuses the import
+        protected_etl(conn, seasons[0], teams_data=bad, config=DEFAULT_CONFIG.replace(strict=True))
     err = caught.value
     assert err.record == K
     assert err.field == (case.field if case.error_field == "same" else case.error_field)
@@ -187,6 +187,23 @@ def test_g5_bad_record_is_named_and_changes_nothing(shared_conn, seasons, base_t
     row = run_row(conn, _last_run(conn))
     assert row["outcome"] == "failed" and row["stage"] == "validate"
     assert row["snapshot_rows"] > 0
+
+
+def test_a_name_naming_another_series_is_a_warning_by_default_and_the_record_is_imported(
+        fresh_conn, seasons, base_teams):
+    """strict=False (the default): the finding names the record and field, the import goes on and
+    the record is imported as given (as the ETL imports it); malformed values still refuse."""
+    conn = fresh_conn
+    case = next(c for c in RECORD_CASES if c.id == "name-contradicts-series")
+    bad = _break(base_teams, case)
+    report = protected_etl(conn, seasons[0], teams_data=bad)
+    assert report.outcome.startswith(("committed", "completed")), report.error
+    assert len(report.warnings) == 1
+    assert f"record {K}, field 'team_name'" in report.warnings[0] and case.message in report.warnings[0]
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM teams WHERE team_name = %s AND is_active", (bad[K]["team_name"],))
+        assert cur.fetchone()[0] == 1
+    conn.rollback()
 
 
 @pytest.mark.parametrize(

@@ -54,6 +54,13 @@ class RunTransaction:
                     self.conn.close()
                 raise ConcurrentRun("another protected import is running on this database; "
                                     "this one did nothing (try again when it has finished)", stage="lock")
+            # every statement of the run waits at most lock_timeout for a lock (a protected ETL run
+            # bounds only the library's own stages: the ETL's statements share the transaction)
+            self._lock_timeout_before = None
+            if self.mode != "etl" and self.config.lock_timeout:
+                cur.execute("SELECT current_setting('lock_timeout'), set_config('lock_timeout', %s, true)",
+                            (self.config.lock_timeout,))
+                self._lock_timeout_before = cur.fetchone()[0]
         try:
             # nextval() survives a rollback: remember the sequences the run may move (see identity/sequences.py)
             self._sequences = sequences.capture(self.conn, self.config)
@@ -93,10 +100,14 @@ class RunTransaction:
                         exc, tb = err, err.__traceback__
                         self._rollback()
                         self._record_failure(err)
-            if exc is not None:  # one clear error: the stage, the cause, the missing privilege
-                error = failures.translate(exc, stage=self.stage, in_stage=self.stage == "commit"
+            if exc is not None:  # one clear error: the stage, the cause, the blocking lock, the privilege
+                explained = lock_wait.explain(exc, dsn=self._side_dsn(), timeout=self.config.lock_timeout,
+                                              stage=self.stage, schemas=(self.config.schema, self.config.state_schema))
+                error = failures.translate(explained, stage=self.stage, in_stage=self.stage == "commit"
                                            or failures.raised_in_stage(tb, type(self)), run_id=self.report.run_id,
                                            conn=self.conn, schemas=(self.config.schema, self.config.state_schema))
+                if error is None and explained is not exc:
+                    error = explained
         finally:
             if self._own:
                 self.conn.close()
@@ -172,6 +183,8 @@ class RunTransaction:
             self.report.outcome = "completed (the caller committed during the run: not atomic)"
         else:
             with self.conn.cursor() as cur:
+                if self._lock_timeout_before is not None:  # the caller's transaction goes on as it was
+                    cur.execute("SELECT set_config('lock_timeout', %s, true)", (self._lock_timeout_before,))
                 cur.execute("RELEASE SAVEPOINT bp_run")
             self.report.outcome = "completed (the caller commits)"
         if self.report.run_id is not None:

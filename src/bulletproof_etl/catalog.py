@@ -158,6 +158,12 @@ def _topological(tables: set, edges) -> list:
     return order
 
 
+def columns_of(cur, schema: str) -> dict:
+    """``{(table, column): nullable}`` of every column in ``schema``."""
+    cur.execute(_COLUMN_NULLABLE, (schema,))
+    return {(t, c): n for t, c, n in cur.fetchall()}
+
+
 def read_catalog(conn, config: PreservationConfig) -> Catalog:
     """Dependent columns from ``pg_constraint`` plus the configured ones without a key."""
     entity_of = {config.table(e): e for e in ENTITIES}
@@ -173,8 +179,7 @@ def read_catalog(conn, config: PreservationConfig) -> Catalog:
             found[(table, column)] = Dependent(
                 table, column, entity_of[target], has_fk=True, nullable=nullable, schema=config.schema
             )
-        cur.execute(_COLUMN_NULLABLE, (config.schema,))
-        nullable_of = {(t, c): n for t, c, n in cur.fetchall()}
+        nullable_of = columns_of(cur, config.schema)
         for dep in config.declared:
             if (dep.table, dep.column) in found or (dep.table, dep.column) not in nullable_of:
                 if (dep.table, dep.column) not in nullable_of:
@@ -223,8 +228,7 @@ def referencing_columns(conn, config: PreservationConfig, entity: str) -> list:
                                schema, table, entity)
                 continue
             out[(schema, table, column)] = Referencing(schema, table, column, True)
-        cur.execute(_COLUMN_NULLABLE, (config.schema,))
-        existing = {(t, c) for t, c, _n in cur.fetchall()}
+        existing = set(columns_of(cur, config.schema))
     for dep in config.declared:
         if dep.entity != entity or (dep.table, dep.column) not in existing:
             continue

@@ -160,6 +160,12 @@ class PreservationConfig:
     # False: a single record's finding that is not malformed data (a team name naming another
     # series than its record) is a warning naming the record; True: it refuses the import
     strict: bool = False
+    # what makes two incoming teams one team within an import: "natural_key" (league code,
+    # canonical club, canonical series: "Chicago 22" and "S22" are one team, the first record
+    # wins), or "parent_rows" (the league, club and series rows, as an ETL that upserts on
+    # (club_id, series_id, league_id) keeps them: teams sharing a natural key on different
+    # series rows stay apart, see identity/team_identity.py)
+    team_identity: str = "natural_key"
     # health thresholds (see health/check.py)
     warn_preservation_below: float = 1.0
     critical_preservation_below: float = 0.9

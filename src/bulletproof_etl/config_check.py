@@ -11,16 +11,11 @@ and the configuration field that holds it, before anything is written.
 
 from __future__ import annotations
 
+from .catalog import columns_of
 from .config import PreservationConfig
 from .errors import ConfigMismatch
 
-_COLUMNS = """
-SELECT c.relname, a.attname
-FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
-"""
-
+TEAM_IDENTITIES = ("natural_key", "parent_rows")
 #: entity column fields of the configuration that may be None
 OPTIONAL_FIELDS = ("league_url", "series_display", "team_alias", "team_display", "team_updated_at",
                    "user_team_column")
@@ -35,6 +30,9 @@ _ENTITY_COLUMNS = (
 
 def required_names(config: PreservationConfig) -> list:
     """``[(table, column or None, configuration field)]`` the configuration relies on."""
+    if config.team_identity not in TEAM_IDENTITIES:
+        raise ConfigMismatch(f"team_identity must be one of {', '.join(TEAM_IDENTITIES)}, not "
+                             f"{config.team_identity!r}", stage="start", missing=["team_identity"])
     out = []
     for entity, fields in _ENTITY_COLUMNS:
         table = config.table(entity)
@@ -61,9 +59,8 @@ def required_names(config: PreservationConfig) -> list:
 def check_config(conn, config: PreservationConfig) -> None:
     """Raise :class:`ConfigMismatch` naming every table or column the database lacks."""
     with conn.cursor() as cur:
-        cur.execute(_COLUMNS, (config.schema,))
         columns: dict = {}
-        for table, column in cur.fetchall():
+        for table, column in columns_of(cur, config.schema):
             columns.setdefault(table, set()).add(column)
     missing = []
     for table, column, field in required_names(config):

@@ -24,6 +24,7 @@ from .errors import HealthCheckFailed
 from .health.check import HealthReport, HealthStatus, check_health
 from .health.constraints import ConstraintReport, validate_constraints
 from .identity.ledger import ledger_add
+from .identity.retirement import retire_unnamed
 from .identity.team_upsert import upsert_teams
 from .identity.validate import validate_teams
 from .restore.entity_map import restore
@@ -89,6 +90,9 @@ class BulletproofTeamPreservation(RunTransaction):
         # parents the team upsert creates when a team names a missing one (the integration
         # leaves out those the ETL imports itself)
         self.create_parents = ("leagues", "clubs", "series")
+        # True: teams the import does not name are retired by retire_unnamed_teams() at the end of
+        # the run (the integration: the ETL may create teams after its team step)
+        self.defer_retirement = False
 
     # -- the five stages ----------------------------------------------------------------
     @staged("constraints")  # before/after callbacks (issue 15)
@@ -147,7 +151,8 @@ class BulletproofTeamPreservation(RunTransaction):
         started = time.perf_counter()
         keys: dict = {}  # filled by the upsert with the keys it leaves: the ledger needs no second read
         result, parents = upsert_teams(self.conn, self.config, records, league=self.league, force=self.force,
-                                       current=keys, create_parents=self.create_parents)
+                                       current=keys, create_parents=self.create_parents,
+                                       retire=not self.defer_retirement)
         for skip in result.skipped:
             self.report.warnings.append(f"teams_data record {skip['record']} (team {skip['team']!r}): "
                                         f"{skip['missing']} does not exist; skipped, as the ETL skips it")
@@ -162,6 +167,17 @@ class BulletproofTeamPreservation(RunTransaction):
                 self.report.parents[f"{entity} (for teams)"] = res.to_dict()
         self.report.timings["upsert"] = round(time.perf_counter() - started, 3)
         return self.report.teams
+
+    def retire_unnamed_teams(self) -> list:
+        """With ``defer_retirement``: retire the teams neither the import nor the run named."""
+        up = self._upsert
+        if up is None or not self.defer_retirement:
+            return []
+        up.retired_ids = retire_unnamed(self.conn, self.config, self.catalog, self.league, up.ids.values(),
+                                        up.renamed_ids)
+        up.retired = len(up.retired_ids)
+        self.report.teams["retired"] = up.retired
+        return up.retired_ids
 
     @staged("restore")  # before/after callbacks (issue 15)
     def restore_user_data(self) -> RestoreReport:

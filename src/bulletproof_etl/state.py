@@ -218,6 +218,14 @@ def add_counts(conn, config: PreservationConfig, run_id: int, what: str, counts:
         )
 
 
+def written_here(alias: str) -> sql.Composed:
+    """True for a row version written by this transaction (or one of its subtransactions): an
+    in-progress writer whose row we can see can only be ourselves."""
+    return sql.SQL(
+        "pg_xact_status((((pg_current_xact_id()::text::bigint >> 32) << 32) | {}.xmin::text::bigint)::text::xid8) "
+        "= 'in progress'").format(sql.Identifier(alias))
+
+
 def pk_json(columns, alias: str) -> sql.Composed:
     """``jsonb_build_object('id', t.id, ...)`` for a primary key."""
     parts = []

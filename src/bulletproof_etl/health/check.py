@@ -34,6 +34,7 @@ from psycopg2 import sql
 
 from ..catalog import Catalog, current_keys
 from ..config import PreservationConfig
+from ..identity.team_identity import existing_parents
 from ..snapshot import keys as snapkeys
 from ..state import state
 from .against_snapshot import (
@@ -168,11 +169,15 @@ def check_health(conn, config: PreservationConfig, catalog: Catalog, run_id=None
             else:
                 report.etl_orphans += count
         report.missing_constraints = _missing_constraints(cur, config, catalog)
-        variants = _variant_ids(cur, config)
+        # with team_identity "parent_rows", teams are duplicates only on the same league, club and
+        # series rows: teams sharing a natural key on different rows are kept apart on purpose
+        parent_rows = existing_parents(cur, config) if config.team_identity == "parent_rows" else {}
         for entity, ids in keys_now.items():
             seen: dict = {}
             for id_, k in ids.items():
-                if k is not None and not (entity == "teams" and id_ in variants):
+                if entity == "teams" and k is not None:
+                    k = parent_rows.get(id_, k)
+                if k is not None:
                     seen[k] = seen.get(k, 0) + 1
             dups = sum(1 for n in seen.values() if n > 1)
             if dups:
@@ -194,21 +199,6 @@ def check_health(conn, config: PreservationConfig, catalog: Catalog, run_id=None
             cur.execute("DROP TABLE _bp_health_q; DROP TABLE _bp_health_explained")
     grade(report, config)
     return report
-
-
-def _variant_ids(cur, config) -> set:
-    """Teams that share a natural key without being duplicates: retired ones, and those the
-    import keeps apart from another team of their key (a variant key in the ledger, see
-    identity/team_identity.py)."""
-    cur.execute(sql.SQL("SELECT id FROM {} WHERE NOT coalesce({}, true)").format(
-        sql.Identifier(config.schema, config.table("teams")), sql.Identifier(config.team_active)))
-    out = {r[0] for r in cur.fetchall()}
-    cur.execute("SELECT to_regclass(format('%%I.%%I', %s::text, 'ledger'))", (config.state_schema,))
-    if cur.fetchone()[0] is None:
-        return out
-    cur.execute(sql.SQL("SELECT id FROM {} WHERE entity = 'teams' AND key[array_length(key, 1)] LIKE '%% [%%]'").format(
-        state(config, "ledger")))
-    return out | {r[0] for r in cur.fetchall()}
 
 
 def _state_exists(cur, config) -> bool:

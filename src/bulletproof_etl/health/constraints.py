@@ -1,8 +1,8 @@
 """validate_constraints and repairs that lose nothing.
 
 Checks: the unique constraints the upsert relies on (one per entity key), the teams'
-foreign keys to their parents, teams on the same league, club and series rows, teams with a
-NULL key part.
+foreign keys to their parents, teams sharing one natural key (with ``team_identity``
+``"parent_rows"``: the same league, club and series rows), teams with a NULL key part.
 
 Repairs, in one pass (never recursive, never repeated):
 
@@ -29,6 +29,7 @@ from psycopg2 import sql
 
 from ..catalog import Catalog, current_keys
 from ..config import PreservationConfig
+from ..identity.team_identity import existing_parents
 from .check import REQUIRED_UNIQUE
 
 logger = logging.getLogger(__name__)
@@ -118,17 +119,15 @@ def validate_constraints(conn, config: PreservationConfig, catalog: Catalog, *, 
             teams, sql.Identifier(config.team_club), sql.Identifier(config.team_series),
             sql.Identifier(config.team_league)))
         report.null_key_parts = cur.fetchone()[0]
-        # duplicates are rows on the same league, club and series rows: teams that share a
-        # natural key on different rows (a series spelled two ways) are kept apart, as the ETL
-        # keeps them (identity/team_identity.py)
+        # duplicates are teams of one natural key; with team_identity "parent_rows" only teams on
+        # the same league, club and series rows: teams that share a natural key on different rows
+        # (a series spelled two ways) are kept apart, as the ETL keeps them (identity/team_identity.py)
         groups: dict = {}
         keys_now = current_keys(conn, config)["teams"]
-        cur.execute(sql.SQL("SELECT id, {}, {}, {} FROM {}").format(
-            sql.Identifier(config.team_league), sql.Identifier(config.team_club), sql.Identifier(config.team_series),
-            teams))
-        for id_, *parents in cur.fetchall():
-            if keys_now.get(id_) is not None:
-                groups.setdefault(tuple(parents), []).append(id_)
+        parent_rows = existing_parents(cur, config) if config.team_identity == "parent_rows" else {}
+        for id_, key in keys_now.items():
+            if key is not None:
+                groups.setdefault(parent_rows.get(id_, key), []).append(id_)
         report.duplicate_teams = sorted(_survivor_first(cur, config, ids) for ids in groups.values() if len(ids) > 1)
         if report.null_key_parts:
             report.not_repaired.append(f"{report.null_key_parts} teams have a NULL club, series or league; "

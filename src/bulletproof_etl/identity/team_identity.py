@@ -38,13 +38,13 @@ def unique_names(cur, config: PreservationConfig) -> bool:
     return cur.fetchone()[0]
 
 
-def free_names(cur, config: PreservationConfig) -> int:
+def free_names(cur, config: PreservationConfig) -> list:
     """A team the import no longer names gives up its name to an imported team of its league
-    (the legacy ETL deleted it; here it stays, retired, as ``name (retired #id)``)."""
+    (the legacy ETL deleted it; here it stays, retired, as ``name (retired #id)``); their ids."""
     cur.execute(sql.SQL(
         "UPDATE {t} t SET {n} = t.{n} || ' (retired #' || t.id || ')' FROM _bp_stage s "
         "WHERE s.c2::int = t.{lg} AND s.c3 = t.{n} AND s.id IS DISTINCT FROM t.id "
-        "AND NOT EXISTS (SELECT 1 FROM _bp_stage s2 WHERE s2.id = t.id)").format(
+        "AND NOT EXISTS (SELECT 1 FROM _bp_stage s2 WHERE s2.id = t.id) RETURNING t.id").format(
         t=sql.Identifier(config.schema, config.table("teams")), n=sql.Identifier(config.team_name),
         lg=sql.Identifier(config.team_league)))
-    return cur.rowcount
+    return [r[0] for r in cur.fetchall()]

@@ -13,9 +13,9 @@ from psycopg2 import sql
 
 from ..catalog import current_keys
 from ..config import PreservationConfig
-from ..errors import ImportRefused
 from ..state import ensure_state_schema, state
 from .ledger_ids import rekey_entity
+from .retirement import check_retirement, retire_staged
 from .team_identity import existing_parents, free_names, unique_names, variant
 from .upsert import (
     UpsertResult,
@@ -124,15 +124,17 @@ def team_rows(records: list, config: PreservationConfig, parents: dict, current:
               result: UpsertResult, existing_parents: dict | None = None, unique_names: bool = False) -> list:
     """Staging rows for teams; resolves parent ids.
 
-    Two records are one team when they name the same league, club and series rows (the
-    ETL's own identity): the first record wins, the others are reported as duplicates. A team
-    whose rows an existing team has keeps that team's id; otherwise its natural key finds the
-    id (a respelled series). Teams that share a natural key but not their series row
-    (``Division 10`` and ``S10``) stay apart, as the ETL keeps them: the one on the key's
-    existing row (else the first) holds the key, the others a variant key (``10 [s10]``).
-    ``unique_names``: the table has a unique team name per league, so a later team repeating
-    a name in its league is named ``name (series)``, as the ETL names it.
+    Two records are one team when they have the same natural key (``config.team_identity``
+    ``"natural_key"``) or name the same league, club and series rows (``"parent_rows"``, the
+    ETL's own identity): the first record wins, the others are reported as duplicates. With
+    ``"parent_rows"``, a team whose rows an existing team has keeps that team's id; otherwise
+    its natural key finds the id (a respelled series). Teams that share a natural key but not
+    their series row (``Division 10`` and ``S10``) stay apart, as the ETL keeps them: the one
+    on the key's existing row (else the first) holds the key, the others a variant key
+    (``10 [s10]``); and where the table has a unique team name per league (``unique_names``),
+    a later team repeating a name in its league is named ``name (series)``, as the ETL names it.
     """
+    apart = config.team_identity == "parent_rows"
     by_key = _ids_by_key(current)
     existing_parents = existing_parents or {}
     exact_ids = {parents_: id_ for id_, parents_ in existing_parents.items()}
@@ -155,8 +157,7 @@ def team_rows(records: list, config: PreservationConfig, parents: dict, current:
             continue
         key = keys.team_of(league_key, club_key, rec.league_code, rec.club_name, rec.series_name)
         exact = (leagues[league_key], clubs[club_key], series[series_key])
-        # a schema without a unique team name per league (the reference one) keeps one team per key
-        identity = exact if unique_names else key
+        identity = exact if apart else key
         if identity in seen:
             result.duplicates.append({"record": rec.index, "key": list(key), "winner": seen[identity]})
             continue
@@ -166,18 +167,29 @@ def team_rows(records: list, config: PreservationConfig, parents: dict, current:
     for rec, key, exact in found:
         if key not in holder or (exact_ids.get(exact) is not None and exact_ids.get(exact) == by_key.get(key)):
             holder[key] = rec.index
-    claimed = {exact_ids[exact] for _r, _k, exact in found if exact in exact_ids} if unique_names else set()
+    claimed = {exact_ids[exact] for _r, _k, exact in found if exact in exact_ids}
+    # existing ids of each natural key, lowest first (the one the key resolves to); teams kept
+    # apart may take any of them that no exact match took
+    ids_of: dict = {}
+    if apart:
+        for id_ in sorted(current):
+            if current[id_] is not None:
+                ids_of.setdefault(current[id_], []).append(id_)
+    else:
+        ids_of = {k: [i] for k, i in by_key.items()}
     rows: list = []
     names: dict = {}  # (league id, team name) -> taken
     for rec, key, exact in found:
-        existing = exact_ids.get(exact) if unique_names else None
+        existing = exact_ids.get(exact)
+        natural = key
         if holder[key] != rec.index:
             key = variant(key, config, rec.series_name)
-        elif existing is None and by_key.get(key) not in claimed:
-            existing = by_key.get(key)
+        if existing is None:  # the key's row, else another existing row of the key nobody took
+            existing = next((i for i in ids_of.get(natural, ()) if i not in claimed), None)
+            claimed.add(existing)
         league_id, club_id, series_id = exact
         name = rec.team_name
-        if unique_names:
+        if apart and unique_names:
             if (league_id, name) in names:
                 name = f"{rec.team_name} ({rec.series_name})"
             names[(league_id, name)] = True
@@ -204,11 +216,15 @@ def team_write(config: PreservationConfig) -> Write:
 
 
 def upsert_teams(conn, config: PreservationConfig, records: list, *, league: str | None = None,
-                 force: bool = False, current: dict | None = None, create_parents=PARENTS) -> tuple:
+                 force: bool = False, current: dict | None = None, create_parents=PARENTS,
+                 retire: bool = True) -> tuple:
     """Upsert validated :class:`TeamRecord` items; returns (UpsertResult, parent results).
 
     Order: parents re-keyed and completed, teams re-keyed, then the staged team upsert,
     then retirement of the active teams the import no longer names (within ``league``).
+
+    ``retire=False`` leaves the retirement to :func:`retire_unnamed`, at the end of a run whose
+    ETL may still create teams of its own after this step.
 
     ``create_parents``: the parent entities the upsert creates when a team names one that does
     not exist; a team naming a missing parent of another entity is skipped (``skipped``), as
@@ -235,14 +251,15 @@ def upsert_teams(conn, config: PreservationConfig, records: list, *, league: str
     result = UpsertResult("teams", read=len(records))
     result.rekeyed, result.blocked = rekey.rekeyed, len(rekey.blocked)
     with conn.cursor() as cur:
-        existing = existing_parents(cur, config)
-        names_unique = unique_names(cur, config)
+        apart = config.team_identity == "parent_rows"
+        existing = existing_parents(cur, config) if apart else {}
+        names_unique = apart and unique_names(cur, config)
         rows = team_rows(records, config, parents, current["teams"], result, existing, names_unique)
         _stage(cur, _TEAM_STAGE_COLS, rows)
         resolve_ids(cur, config, "teams")
         if names_unique:
-            free_names(cur, config)
-        _check_retirement(cur, config, league, force, len(rows))
+            result.renamed_ids = free_names(cur, config)
+        check_retirement(cur, config, league, force, len(rows))
         write_staged(cur, team_write(config), result)
         inserted = result.created + result.preserved_from_ledger
         if inserted >= ANALYZE_AFTER and inserted * 10 >= len(rows):
@@ -252,84 +269,11 @@ def upsert_teams(conn, config: PreservationConfig, records: list, *, league: str
         # same parents' keys, or inserted); teams not staged keep theirs: retiring changes no key
         for key, id_ in result.ids.items():
             current["teams"][id_] = key
-        result.retired_ids = _retire(cur, config, league)
-        result.retired = len(result.retired_ids)
+        if retire:
+            result.retired_ids = retire_staged(cur, config, league)
+            result.retired = len(result.retired_ids)
         keep_sequence_ahead(cur, config, "teams", ledger=True)
     if result.duplicates:
         logger.warning("%d duplicate team records ignored (the first record of each key wins)",
                        len(result.duplicates))
     return result, parent_results
-
-
-def _scope(config: PreservationConfig, league: str | None) -> tuple:
-    if league is None:
-        return sql.SQL("true"), ()
-    return (
-        sql.SQL("t.{lg} IN (SELECT id FROM {leagues} WHERE upper({code}) = upper(%s))").format(
-            lg=sql.Identifier(config.team_league),
-            leagues=sql.Identifier(config.schema, config.table("leagues")),
-            code=sql.Identifier(config.league_code),
-        ),
-        (league,),
-    )
-
-
-def _check_retirement(cur, config: PreservationConfig, league, force: bool, incoming: int) -> None:
-    """Refuse an import that would retire every team, or more than the configured share."""
-    scope, params = _scope(config, league)
-    cur.execute(
-        sql.SQL(
-            "SELECT count(*) FILTER (WHERE s.id IS NULL), count(*) "
-            "FROM {tbl} t LEFT JOIN (SELECT DISTINCT id FROM _bp_stage WHERE id IS NOT NULL) s ON s.id = t.id "
-            "WHERE t.{active} AND {scope}"
-        ).format(tbl=sql.Identifier(config.schema, config.table("teams")),
-                 active=sql.Identifier(config.team_active), scope=scope),
-        params,
-    )
-    retiring, total = cur.fetchone()
-    if total == 0:  # a legacy clear emptied the table: measure against what the ledger saw last
-        retiring, total = _ledger_baseline(cur, config, league)
-    if incoming == 0 and total > 0 and not config.allow_empty_import and not force:
-        raise ImportRefused(
-            f"the import holds no teams and would retire all {total} active teams; "
-            "refused (pass force=True or allow_empty_import=True if this is really wanted)",
-            stage="upsert", retiring=retiring, total=total,
-        )
-    if total and retiring / total > config.max_retire_share and not force:
-        raise ImportRefused(
-            f"the import would retire {retiring} of {total} active teams "
-            f"({retiring / total:.0%} > max_retire_share {config.max_retire_share:.0%}); refused "
-            "(pass force=True to import anyway)",
-            stage="upsert", retiring=retiring, total=total,
-        )
-
-
-def _ledger_baseline(cur, config: PreservationConfig, league) -> tuple:
-    """``(absent from the import, total)`` among the active teams of the ledger's latest run
-    (the snapshot of this run, taken before the legacy ETL deleted them: their ``last_run``
-    is ``PRESENT``), within ``league``."""
-    cur.execute(
-        sql.SQL(
-            "SELECT count(*) FILTER (WHERE s.key IS NULL), count(*) FROM {ledger} l "
-            "LEFT JOIN (SELECT DISTINCT key FROM _bp_stage WHERE id IS NOT NULL) s ON s.key = l.key "
-            "WHERE l.entity = 'teams' "
-            "AND l.last_run = (SELECT max(last_run) FROM {ledger} WHERE entity = 'teams') "
-            "AND coalesce((l.row->>%(active)s)::boolean, true) "
-            "AND (%(league)s::text IS NULL OR l.key[1] = upper(%(league)s::text))"
-        ).format(ledger=state(config, "ledger")),
-        {"active": config.team_active, "league": league},
-    )
-    return cur.fetchone()
-
-
-def _retire(cur, config: PreservationConfig, league) -> list:
-    scope, params = _scope(config, league)
-    cur.execute(
-        sql.SQL(
-            "UPDATE {tbl} t SET {active} = false WHERE t.{active} AND {scope} "
-            "AND NOT EXISTS (SELECT 1 FROM _bp_stage s WHERE s.id = t.id) RETURNING t.id"
-        ).format(tbl=sql.Identifier(config.schema, config.table("teams")),
-                 active=sql.Identifier(config.team_active), scope=scope),
-        params,
-    )
-    return [r[0] for r in cur.fetchall()]

@@ -58,6 +58,7 @@ class UpsertResult:
     path: str = "set-based"
     new_ids: list = field(default_factory=list, repr=False)
     retired_ids: list = field(default_factory=list, repr=False)
+    renamed_ids: list = field(default_factory=list, repr=False)  # teams that gave up their name
     ids: dict = field(default_factory=dict, repr=False)  # key -> id
 
     def to_dict(self) -> dict:
@@ -66,7 +67,7 @@ class UpsertResult:
         return {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self) if f.name not in _PRIVATE}
 
 
-_PRIVATE = ("ids", "new_ids", "retired_ids")
+_PRIVATE = ("ids", "new_ids", "retired_ids", "renamed_ids")
 
 
 def _parent_write(config: PreservationConfig, entity: str) -> tuple:

@@ -140,6 +140,7 @@ class ProtectedRun:
                                             force=self.force, mode="etl")
             # a parent the ETL imports itself is not created for a team that names it
             p.create_parents = tuple(e for e in ("leagues", "clubs", "series") if e not in self.hooks.parents())
+            p.defer_retirement = True  # the ETL may still create teams after its team step
             try:
                 p.__enter__()
             except BaseException:
@@ -241,6 +242,7 @@ class ProtectedRun:
             self._roll_back(StageFailed(f"the protected run was rolled back: {reason}", stage="etl"))
             return False
         try:
+            self.step("retire", self.p.retire_unnamed_teams, count_of=len)
             self.step("restore", self.p.restore_user_data, count_of=lambda r: r.total("remapped") + r.total("reinserted"),
                       detail_of=lambda r: _restore_detail(r))
             self.step("health", lambda: self.p.validate_health(raise_on_critical=True),

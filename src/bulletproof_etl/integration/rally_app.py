@@ -40,6 +40,9 @@ RALLY_APP_CONFIG = PreservationConfig(
     user_team_column=None,
     # the ETL's restore and orphan fixers delete and rewrite user rows: keep every user row whole
     snapshot_rows="all",
+    # its import_teams upserts on (club_id, series_id, league_id): "Division 10" and "S10" of one
+    # club are two teams to it, and to the library
+    team_identity="parent_rows",
 )
 
 RALLY_APP_HOOKS = EtlHooks(

@@ -7,13 +7,13 @@ is damage: the snapshot says what each user row referenced before the run, the e
 says where that entity is now. Rows the ETL deleted are re-inserted by :mod:`.apply`; this
 module repairs the references of rows that still exist:
 
-- a reference that the snapshot had (not NULL) and that now differs from the snapshot's id
-  carried through the map (NULL, or another entity) is set back to it, and recorded in
-  ``mappings`` with strategy ``repaired`` (old id: what the ETL left, new id: what is right);
+- a reference that the snapshot had (not NULL) and that now differs from it (NULL, or another
+  id) is set back: to the snapshot's id while that id exists (before the entity map is built;
+  the restore then carries it on, as for any row), else to the id the entity map gives it;
+  each is recorded in ``mappings`` with strategy ``repaired`` (old id: what the ETL left, new
+  id: the right one);
 - only rows written by the run's own transaction are touched: a change a user committed
-  while the run went on is the user's, never damage;
-- a reference whose snapshot id maps to nothing (no entity now, no strategy) is left to the
-  quarantine, as before.
+  while the run went on is the user's, never damage, and the restore's own writes come after.
 """
 
 from __future__ import annotations
@@ -22,15 +22,10 @@ import logging
 
 from psycopg2 import sql
 
-from ..state import pk_json, state
+from ..snapshot.keys import snapped
+from ..state import pk_json, state, written_here
 
 logger = logging.getLogger(__name__)
-
-# true for a row version written by this transaction (or one of its subtransactions): an
-# in-progress writer whose row we can see can only be ourselves
-_OURS = sql.SQL(
-    "pg_xact_status((((pg_current_xact_id()::text::bigint >> 32) << 32) | t.xmin::text::bigint)::text::xid8) "
-    "= 'in progress'")
 
 
 def _snapshot_refs(keyed_pk: str | None, config, column: str) -> sql.Composed:
@@ -39,14 +34,19 @@ def _snapshot_refs(keyed_pk: str | None, config, column: str) -> sql.Composed:
         return sql.SQL("(SELECT r.pk, (r.row->>{c})::bigint AS old FROM {rows} r "
                        "WHERE r.run_id = %s AND r.table_name = %s AND r.row->>{c} IS NOT NULL)").format(
             c=sql.Literal(column), rows=state(config, "snap_rows"))
-    return sql.SQL("(SELECT jsonb_build_object({k}, u.pk) AS pk, u.old FROM {keys} k, unnest(k.pks, k.ids) u(pk, old) "
-                   "WHERE k.run_id = %s AND k.table_name = %s AND k.column_name = {c} AND u.old IS NOT NULL)").format(
-        k=sql.Literal(keyed_pk), keys=state(config, "snap_keys"), c=sql.Literal(column))
+    return sql.SQL("(SELECT jsonb_build_object({k}, x.pk) AS pk, x.old FROM {snapped} x WHERE x.old IS NOT NULL)").format(
+        k=sql.Literal(keyed_pk), snapped=snapped(config, column))
 
 
-def repair_damage(cur, config, catalog, run_id, keyed: dict, report) -> int:
-    """Set back every reference the run's own writes changed; returns how many."""
-    total = 0
+def repair_damage(cur, config, catalog, run_id, keyed: dict, *, mapped: bool = False, counts=None) -> dict:
+    """Set every reference the run's own writes changed back to where the snapshot had it.
+
+    First pass (``mapped=False``, before the entity map is built): rows whose snapshot id still
+    exists get exactly that id back; the restore then carries it on like any other id. Second
+    pass (``mapped=True``, once ``_bp_map`` holds the map, before the restore writes anything):
+    rows whose snapshot id is gone get the id the map gives it. Returns ``{table: count}``.
+    """
+    counts = {} if counts is None else counts
     for dep in catalog.user_dependents():
         pk = catalog.primary_keys.get(dep.table)
         if not pk:
@@ -54,34 +54,40 @@ def repair_damage(cur, config, catalog, run_id, keyed: dict, report) -> int:
         keyed_pk = keyed.get(dep.table)
         if keyed_pk is not None and list(pk) != [keyed_pk]:
             continue
-        entity_tbl = sql.Identifier(config.schema, config.table(dep.entity))
         flt = sql.SQL("")
         params: list = []
         if dep.filter_column:
             flt = sql.SQL(" AND t.{} ILIKE %s").format(sql.Identifier(dep.filter_column))
             params = [dep.filter_pattern]
+        if mapped:
+            target = sql.SQL("(SELECT m.new_id FROM _bp_map m WHERE m.entity = {} AND m.old_id = s.old)").format(
+                sql.Literal(dep.entity))
+            where = sql.SQL("NOT EXISTS (SELECT 1 FROM {} x WHERE x.id = s.old)")
+        else:
+            target = sql.SQL("s.old")
+            where = sql.SQL("EXISTS (SELECT 1 FROM {} x WHERE x.id = s.old)")
         statement = sql.SQL(
-            "WITH e AS (SELECT s.pk, coalesce(m.new_id, (SELECT x.id FROM {ent} x WHERE x.id = s.old)) AS expected "
-            "FROM {snap} s LEFT JOIN _bp_map m ON m.entity = %s AND m.old_id = s.old), "
-            "d AS (SELECT {pkj} AS pk, t.{col}::bigint AS now, e.expected FROM {tbl} t JOIN e ON e.pk = {pkj} "
-            "WHERE e.expected IS NOT NULL AND t.{col} IS DISTINCT FROM e.expected AND {ours}{flt} "
-            # a reference the restore itself mapped, NULLed or quarantined in this run is its decision
-            "AND NOT EXISTS (SELECT 1 FROM {m} x WHERE x.run_id = %s AND x.table_name = %s AND x.column_name = %s "
-            "AND x.pk = {pkj}) AND NOT EXISTS (SELECT 1 FROM {q} x WHERE x.run_id = %s AND x.table_name = %s "
-            "AND x.pk = {pkj})), "
-            "u AS (UPDATE {tbl} t SET {col} = d.expected FROM d WHERE {pkj} = d.pk RETURNING d.pk, d.now, d.expected) "
+            "WITH d AS (SELECT {pkj} AS pk, t.{col}::bigint AS now, {target} AS right_id FROM {tbl} t "
+            "JOIN {snap} s ON s.pk = {pkj} WHERE {where} AND {ours}{flt}), "
+            "u AS (UPDATE {tbl} t SET {col} = d.right_id FROM d WHERE {pkj} = d.pk AND d.right_id IS NOT NULL "
+            "AND t.{col} IS DISTINCT FROM d.right_id RETURNING d.pk, d.now, d.right_id) "
             "INSERT INTO {m} (run_id, table_name, pk, column_name, old_id, new_id, strategy) "
-            "SELECT %s, %s, u.pk, %s, u.now, u.expected, 'repaired' FROM u"
-        ).format(ent=entity_tbl, snap=_snapshot_refs(keyed_pk, config, dep.column), pkj=pk_json(pk, "t"),
-                 col=sql.Identifier(dep.column), tbl=sql.Identifier(config.schema, dep.table), ours=_OURS, flt=flt,
-                 m=state(config, "mappings"), q=state(config, "quarantine"))
-        cur.execute(statement, [run_id, dep.table, dep.entity] + params
-                    + [run_id, dep.table, dep.column, run_id, dep.table] + [run_id, dep.table, dep.column])
+            "SELECT %s, %s, u.pk, %s, u.now, u.right_id, 'repaired' FROM u"
+        ).format(snap=_snapshot_refs(keyed_pk, config, dep.column), pkj=pk_json(pk, "t"), target=target,
+                 where=where.format(sql.Identifier(config.schema, config.table(dep.entity))),
+                 col=sql.Identifier(dep.column), tbl=sql.Identifier(config.schema, dep.table), ours=written_here("t"), flt=flt,
+                 m=state(config, "mappings"))
+        cur.execute(statement, [run_id, dep.table] + params + [run_id, dep.table, dep.column])
         if cur.rowcount:
-            tr = report.tables.get(dep.table)
-            if tr is not None:
-                tr.repaired += cur.rowcount
-                tr.remapped["repaired"] = tr.remapped.get("repaired", 0) + cur.rowcount
-            logger.info("repaired %d references in %s that the run's own writes had changed", cur.rowcount, dep.label)
-            total += cur.rowcount
-    return total
+            counts[dep.table] = counts.get(dep.table, 0) + cur.rowcount
+            logger.info("set back %d references in %s that the run's own writes had changed", cur.rowcount, dep.label)
+    return counts
+
+
+def count_repaired(report, counts: dict) -> None:
+    """Add what :func:`repair_damage` did to the restore report's tables."""
+    for table, n in counts.items():
+        tr = report.tables.get(table)
+        if tr is not None:
+            tr.repaired += n
+            tr.remapped["repaired"] = tr.remapped.get("repaired", 0) + n

@@ -34,7 +34,7 @@ from ..snapshot import keys as snapkeys
 from ..state import copy_rows, pk_json, state
 from . import catalog_evidence, custom_strategies, row_evidence, strategies
 from .apply import apply_restore
-from .damage import repair_damage
+from .damage import count_repaired, repair_damage
 from .report import RestoreReport
 from .revive import resurrect
 
@@ -215,11 +215,15 @@ def restore(conn, config: PreservationConfig, catalog: Catalog, run_id, *, creat
     report = RestoreReport(run_id=run_id)
     keys = current_keys(conn, config)
     with conn.cursor() as cur:
+        # what the ETL's own restore or fixers changed goes back to the snapshot first (damage.py)
+        keyed = snapkeys.keyed_tables(cur, config, run_id)
+        repaired = repair_damage(cur, config, catalog, run_id, keyed)
         referenced = referenced_ids(cur, config, catalog, run_id)
         emap, unresolved, revive = build_entity_map(cur, config, run_id, referenced, keys, retired=retired)
         rowmap = _row_evidence(cur, config, catalog, run_id, keys, emap, unresolved, revive)
         emap = {e: _compose(m) for e, m in emap.items()}
         _push_maps(cur, emap, rowmap)
+        repair_damage(cur, config, catalog, run_id, keyed, mapped=True, counts=repaired)
         needed = _not_null_unresolved(cur, config, catalog, run_id, unresolved)
         for entity, ids in revive.items():
             needed.setdefault(entity, set()).update(ids)
@@ -231,7 +235,7 @@ def restore(conn, config: PreservationConfig, catalog: Catalog, run_id, *, creat
                 report.mapped_ids.setdefault(entity, {}).setdefault(how, 0)
                 report.mapped_ids[entity][how] += 1
         apply_restore(cur, config, catalog, run_id, unresolved, report)
-        repair_damage(cur, config, catalog, run_id, snapkeys.keyed_tables(cur, config, run_id), report)
+        count_repaired(report, repaired)
         catalog_evidence.annotate_quarantine(cur, config, catalog, run_id)
     # foreign keys added NOT VALID by validate_constraints are validated once orphans are fixed
     report.validated_constraints = validate_pending(conn, config)
