@@ -61,7 +61,7 @@ def test_a_lock_held_elsewhere_ends_the_run_after_lock_timeout_naming_the_holder
         message = str(caught.value)
         assert f"pid {holder.get_backend_pid()} holds AccessExclusiveLock on public.clubs" in message
         assert "ALTER TABLE clubs ADD COLUMN IF NOT EXISTS logo_filename" in message
-        assert "lock_timeout=300ms" in message
+        assert "canceled by lock timeout (lock_timeout=300ms" in message
     finally:
         holder.rollback()
         holder.close()

@@ -58,9 +58,7 @@ class RunTransaction:
             # bounds only the library's own stages: the ETL's statements share the transaction)
             self._lock_timeout_before = None
             if self.mode != "etl" and self.config.lock_timeout:
-                cur.execute("SELECT current_setting('lock_timeout'), set_config('lock_timeout', %s, true)",
-                            (self.config.lock_timeout,))
-                self._lock_timeout_before = cur.fetchone()[0]
+                self._lock_timeout_before = lock_wait.set_local_timeout(self.conn, self.config.lock_timeout)
         try:
             # nextval() survives a rollback: remember the sequences the run may move (see identity/sequences.py)
             self._sequences = sequences.capture(self.conn, self.config)

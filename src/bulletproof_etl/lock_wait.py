@@ -1,7 +1,7 @@
 """Bounded lock waits: no statement of the library waits for a lock longer than configured.
 
 ``config.lock_timeout`` (a PostgreSQL interval such as ``"30s"``; None: wait as long as it
-takes) is set on the second connection that writes the durable snapshot, and, transaction-
+takes; a session's own tighter setting stays) is set on the second connection that writes the durable snapshot, and, transaction-
 locally, around every stage of a protected run on the run's connection (the ETL's own
 statements keep the session's setting). A lock that is not granted in time ends the run with
 one :class:`LockWaitTimeout` naming the sessions that held conflicting locks and their
@@ -16,7 +16,7 @@ import logging
 import psycopg2
 import psycopg2.errors
 
-from .errors import BulletproofError
+from .errors import StageFailed
 
 logger = logging.getLogger(__name__)
 
@@ -35,15 +35,21 @@ ORDER BY l.pid, 3
 """
 
 
-class LockWaitTimeout(BulletproofError):
+class LockWaitTimeout(StageFailed):
     """The library waited ``lock_timeout`` for a lock; ``holders`` lists who held conflicting locks."""
+
+# the configured limit, or the session's own where that is tighter: never a longer wait
+_SET = ("SELECT current_setting('lock_timeout'), set_config('lock_timeout', CASE "
+        "WHEN current_setting('lock_timeout')::interval > interval '0' "
+        "AND current_setting('lock_timeout')::interval < %(t)s::interval "
+        "THEN current_setting('lock_timeout') ELSE %(t)s END, {local})")
 
 
 def set_session_timeout(conn, timeout: str | None) -> None:
     """``lock_timeout`` for the whole session (the snapshot's own connection)."""
     if timeout:
         with conn.cursor() as cur:
-            cur.execute("SELECT set_config('lock_timeout', %s, false)", (timeout,))
+            cur.execute(_SET.format(local="false"), {"t": timeout})
 
 
 @contextlib.contextmanager
@@ -52,9 +58,7 @@ def bounded(conn, timeout: str | None):
     if not timeout or conn is None or conn.closed:
         yield
         return
-    with conn.cursor() as cur:
-        cur.execute("SELECT current_setting('lock_timeout'), set_config('lock_timeout', %s, true)", (timeout,))
-        before = cur.fetchone()[0]
+    before = set_local_timeout(conn, timeout)
     try:
         yield
     finally:
@@ -63,6 +67,14 @@ def bounded(conn, timeout: str | None):
                 cur.execute("SELECT set_config('lock_timeout', %s, true)", (before,))
         except psycopg2.Error:  # the transaction failed: it ends, and the setting with it
             pass
+
+
+def set_local_timeout(conn, timeout: str) -> str:
+    """``lock_timeout`` for the rest of the transaction (never longer than the session's);
+    returns the setting it replaces."""
+    with conn.cursor() as cur:
+        cur.execute(_SET.format(local="true"), {"t": timeout})
+        return cur.fetchone()[0]
 
 
 def holders(dsn: str, schemas) -> list:
@@ -92,5 +104,5 @@ def explain(exc: BaseException, *, dsn: str | None, schemas, timeout: str | None
         parts.append(f"{who} holds {mode} on {relation} ({state}; last statement: {query})")
     cause = "; ".join(parts) if parts else "no session holds a conflicting lock any more"
     return LockWaitTimeout(
-        f"waited lock_timeout={timeout} for a lock and gave up: {cause}. Nothing of the run was committed",
-        stage=stage, holders=found)
+        f"{stage} was canceled by lock timeout (lock_timeout={timeout}, or the session's own where tighter): "
+        f"{cause}. Nothing of the run was committed", stage=stage, holders=found)

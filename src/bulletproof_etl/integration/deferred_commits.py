@@ -112,6 +112,13 @@ class GuardedCursor:
         return self._cursor.execute(query, vars)
 
     def executemany(self, query, vars_list):
+        guard = self._proxy.guard
+        if guard is not None:
+            query, _vars = guard.filter(self._cursor, query, None)
+            if query is None:
+                return None
+            if _vars is not None:  # a statement the guard rewrote takes its own parameters
+                return self._cursor.execute(query, _vars)
         return self._cursor.executemany(query, vars_list)
 
     def __enter__(self) -> GuardedCursor:

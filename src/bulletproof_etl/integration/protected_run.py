@@ -152,7 +152,6 @@ class ProtectedRun:
                                         detail_of=lambda r: r[1].catalog.server_version, library=False)
         self.real = self.handle.real
         self.p.report.etl_steps.update(self.report.etl_steps)  # steps that ran before connecting
-        self.p.report.warnings[:0] = self.report.warnings
         self.report = self.p.report
         self.etl.bulletproof_report = self.report
         self.proxy = DeferredConnection(self.real, self._rolled_back_by_etl)
@@ -181,7 +180,7 @@ class ProtectedRun:
 
     def clear(self, run_original) -> int:
         self.ensure_backup()
-        if getattr(self.hooks, "clear_mode", "guard") == "replace":
+        if self.hooks.clear_mode == "replace":
             def do():
                 deleted = clear_etl_rows(self.real, self.config, self.p.catalog, self.p.league)
                 self.report.cleared = deleted
