@@ -42,14 +42,14 @@ class LockWaitTimeout(StageFailed):
 _SET = ("SELECT current_setting('lock_timeout'), set_config('lock_timeout', CASE "
         "WHEN current_setting('lock_timeout')::interval > interval '0' "
         "AND current_setting('lock_timeout')::interval < %(t)s::interval "
-        "THEN current_setting('lock_timeout') ELSE %(t)s END, {local})")
+        "THEN current_setting('lock_timeout') ELSE %(t)s END, %(local)s)")
 
 
 def set_session_timeout(conn, timeout: str | None) -> None:
     """``lock_timeout`` for the whole session (the snapshot's own connection)."""
     if timeout:
         with conn.cursor() as cur:
-            cur.execute(_SET.format(local="false"), {"t": timeout})
+            cur.execute(_SET, {"t": timeout, "local": False})
 
 
 @contextlib.contextmanager
@@ -73,7 +73,7 @@ def set_local_timeout(conn, timeout: str) -> str:
     """``lock_timeout`` for the rest of the transaction (never longer than the session's);
     returns the setting it replaces."""
     with conn.cursor() as cur:
-        cur.execute(_SET.format(local="true"), {"t": timeout})
+        cur.execute(_SET, {"t": timeout, "local": True})
         return cur.fetchone()[0]
 
 
