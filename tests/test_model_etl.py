@@ -27,6 +27,7 @@ from model_etl.scenario import (
     assert_g3_identity,
     assert_g4_meaning,
     kept_ids,
+    protected_import,
     ref_changes,
     report_of,
     season1_with_user_data,
@@ -154,17 +155,7 @@ def test_model_protected_keeps_ids_and_user_data(model_db, tmp_path, first):
     """G1-G4 after season 2, with season 1 imported by the legacy model or already protected."""
     season2, _ = season1_with_user_data(model_db, tmp_path,
                                         first=ModelETL if first == "legacy" else ProtectedModelETL)
-    before = State.read(model_db)
-
-    etl = run_etl(ProtectedModelETL, model_db, season2)
-
-    assert etl.ok, report_of(etl)
-    assert etl.bulletproof_report.outcome == "committed", report_of(etl)
-    after = State.read(model_db)
-    assert_g1_no_orphans(before, after)
-    assert_g2_no_loss(before, after)
-    assert_g3_identity(before, after)
-    assert_g4_meaning(before, after)
+    before, after = protected_import(model_db, season2, ProtectedModelETL)
     assert kept_ids(before, after, "teams") == (55, 55)
     assert _count(model_db, "SELECT count(*) FROM bulletproof.quarantine") == 0
 

@@ -11,11 +11,8 @@ from model_etl import ModelETL, model_database, run_etl, unpack_realdata
 from model_etl.protection import ProtectedModelETL
 from model_etl.scenario import (
     State,
-    assert_g1_no_orphans,
-    assert_g2_no_loss,
-    assert_g3_identity,
-    assert_g4_meaning,
     kept_ids,
+    protected_import,
     ref_changes,
     report_of,
 )
@@ -82,16 +79,6 @@ def test_model_unprotected_realdata_damage(model_db, realdata_dir, tmp_path):
 
 def test_model_protected_realdata_keeps_ids_and_user_data(model_db, realdata_dir, tmp_path):
     scrape2 = _first_scrape_with_user_data(model_db, realdata_dir, tmp_path)
-    before = State.read(model_db)
-
-    etl = run_etl(ProtectedModelETL, model_db, scrape2)
-
-    assert etl.ok, report_of(etl)
-    assert etl.bulletproof_report.outcome == "committed", report_of(etl)
-    after = State.read(model_db)
-    assert_g1_no_orphans(before, after)
-    assert_g2_no_loss(before, after)
-    assert_g3_identity(before, after)
-    assert_g4_meaning(before, after)
+    before, after = protected_import(model_db, scrape2, ProtectedModelETL)
     kept, surviving = kept_ids(before, after, "teams")
     assert kept == surviving, f"G3: {surviving - kept} of {surviving} surviving team keys lost their id"

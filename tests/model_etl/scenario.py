@@ -79,6 +79,21 @@ def season1_with_user_data(dsn: str, tmp_path: Path, first=ModelETL, chosen=CHOS
     return season2, written
 
 
+def protected_import(dsn: str, data_dir, protected_class) -> tuple:
+    """Import ``data_dir`` with ``protected_class``; it must commit and keep G1-G4. Returns
+    ``(before, after)``."""
+    before = State.read(dsn)
+    etl = run_etl(protected_class, dsn, data_dir)
+    assert etl.ok, report_of(etl)
+    assert etl.bulletproof_report.outcome == "committed", report_of(etl)
+    after = State.read(dsn)
+    assert_g1_no_orphans(before, after)
+    assert_g2_no_loss(before, after)
+    assert_g3_identity(before, after)
+    assert_g4_meaning(before, after)
+    return before, after
+
+
 def report_of(etl) -> str:
     """The protected run's report, for assertion messages."""
     report = getattr(etl, "bulletproof_report", None)
