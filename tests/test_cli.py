@@ -135,7 +135,9 @@ def test_g5_dry_run_changes_nothing_yet_reports_what_it_would_do(db_dsn, conn, s
     # what it would do, against the generator's own count of the churn
     renamed_survivors = summary.teams_key_changed - summary.teams_messy["case"]
     assert report["teams"]["created"] == summary.teams_added + renamed_survivors
-    assert report["teams"]["retired"] == summary.teams_removed + renamed_survivors
+    # the teams it would no longer name: retired where something references them, else removed
+    assert report["teams"]["retired"] + report["teams"]["removed"] == summary.teams_removed + renamed_survivors
+    assert report["teams"]["retired"] == report["teams"]["kept_for_references"]
     assert report["teams"]["preserved"] == summary.teams_kept + summary.teams_messy["case"]
 
 
@@ -176,7 +178,11 @@ def test_run_protects_a_user_etl_named_with_etl(db_dsn, conn, seasons, capsys):
     code = main(["run", "-q", "--etl", "test_cli:NightlyImport", "--dsn", db_dsn, "--data-dir", str(seasons[1])])
     assert code in (0, 1), capsys.readouterr()
     after = team_keys(conn)
-    assert {i: after.get(i) for i in before} == before  # every id kept, with its key
+    # every id kept, with its key, except the teams the season no longer names that nothing
+    # references: the run removed them, as the legacy ETL does (issue 17)
+    removed = before.keys() - after.keys()
+    assert not {before[i] for i in removed} & set(after.values())
+    assert {i: after.get(i) for i in before if i not in removed} == {i: k for i, k in before.items() if i not in removed}
     assert [r for r, v in user_ref_keys(conn).items() if v == "ORPHAN"] == []
     assert user_row_counts(conn) == rows
 

@@ -106,6 +106,10 @@ class LeagueLoader:
             conn.close()
 
 
+#: teams of season 1 that season 2 no longer names and that no user row references (the
+#: generator's activity covers the others): removed by the protected run
+REMOVED_UNREFERENCED = 4
+
 LOADER_HOOKS = EtlHooks(run="execute", get_connection="open_db", clear="wipe_tables", import_leagues="load_leagues",
                         import_clubs="load_clubs", import_series="load_series", import_teams="load_teams",
                         league_attribute=None)
@@ -139,13 +143,18 @@ def _active_keys(conn) -> set:
 
 
 def _assert_preserved(conn, before: _Before, renames: dict, *, lost_practice: int = 0,
-                      every_id: bool = True) -> None:
+                      every_id: bool = True, removed: int | None = None) -> None:
     """G1 + G2 + G3 + G4, recounted: every key of the import that existed keeps its id (with
-    ``every_id``: every old id still exists with its key, retired or not), no orphan, no row
-    lost, every reference on the same key (or on the continuing team of a renamed club)."""
+    ``every_id``: every old id still exists with its key, retired or not, except the
+    ``removed`` teams the import no longer names that nothing referenced: gone, as after the
+    legacy ETL), no orphan, no row lost, every reference on the same key (or on the continuing
+    team of a renamed club)."""
     after_teams = team_keys(conn)
     active = _active_keys(conn)
-    kept = {i: k for i, k in before.teams.items() if every_id or k in active}
+    gone = {i for i in before.teams if i not in after_teams} if every_id else set()
+    assert len(gone) == (removed or 0)
+    assert not {before.teams[i] for i in gone} & active  # only teams the import no longer names
+    kept = {i: k for i, k in before.teams.items() if (every_id and i not in gone) or k in active}
     assert len(kept) >= len(before.teams) - 10
     assert {i: after_teams.get(i) for i in kept} == kept  # G3
     refs = user_ref_keys(conn)
@@ -204,17 +213,20 @@ def test_g1_g2_g3_g4_protected_run_keeps_ids_and_user_data(db_dsn, conn, seasons
         unpatch_etl_class(base)
     report = etl.bulletproof_report
     assert report.outcome == "committed" and report.error is None
-    _assert_preserved(conn, before, seasons[2])
+    _assert_preserved(conn, before, seasons[2], removed=report.teams["removed"])
     summary = seasons[3]
     # the season-2 import itself: every team of the import is active, the removed ones retired
+    # where user rows still reference them, else removed
     with conn.cursor() as cur:
         cur.execute("SELECT count(*) FILTER (WHERE is_active), count(*) FILTER (WHERE NOT is_active) FROM teams")
         active, retired = cur.fetchone()
     conn.rollback()
     assert active == summary.teams_after
-    # retired: the removed teams and the old teams of renamed clubs (a club written in another
-    # case is the same club, so its teams stay)
-    assert retired == N_TEAMS - summary.teams_kept - summary.teams_messy["case"]
+    # retired or removed: the removed teams and the old teams of renamed clubs (a club written in
+    # another case is the same club, so its teams stay)
+    assert retired + report.teams["removed"] == N_TEAMS - summary.teams_kept - summary.teams_messy["case"]
+    assert retired == report.teams["retired"] == report.teams["kept_for_references"]
+    assert report.teams["removed"] == REMOVED_UNREFERENCED
 
 
 @pytest.mark.parametrize("etl_name", ["reference", "loader"])
@@ -450,10 +462,16 @@ def test_g3_repair_from_snapshot_brings_back_every_id_and_user_row(db_dsn, conn,
     assert ComprehensiveETL(seasons[1], db_dsn).run()  # the damage: new ids, practice rows gone
     assert user_row_counts(conn)["schedule(practice)"] == 0
     result = repair_from_snapshot(db_dsn, run_id)
-    assert team_keys(conn) == protected.teams  # every id back, with its key
+    # every id back, with its key; the snapshot was taken before the run, so the teams the run
+    # removed (no longer named, referenced by nothing) come back too, as the snapshot holds them
+    removed = etl.bulletproof_report.teams["removed"]
+    repaired = team_keys(conn)
+    back = {i: k for i, k in repaired.items() if i not in protected.teams}
+    assert {i: k for i, k in repaired.items() if i in protected.teams} == protected.teams
+    assert len(back) == removed == REMOVED_UNREFERENCED
     assert user_ref_keys(conn) == protected.refs  # every reference on its key
     assert user_row_counts(conn) == protected.rows  # the practice rows are back
-    assert result.entities["teams"].renumbered + result.entities["teams"].reinserted == len(protected.teams)
+    assert result.entities["teams"].renumbered + result.entities["teams"].reinserted == len(protected.teams) + removed
     assert result.restore["totals"]["reinserted"] == protected.rows["schedule(practice)"]
     assert not result.nothing_to_do and result.health.user_orphans == 0
 

@@ -1,18 +1,26 @@
-"""Retiring teams an import no longer names, and refusing an import that would retire too many.
+"""Retiring teams an import no longer names, refusing an import that would retire too many, and
+removing the entity rows nothing references any more.
 
-A team absent from a full import is retired (``is_active = false``), never deleted: users'
-rows may still point at it. The team upsert retires at once (:func:`retire_staged`), or, in a
-protected ETL run whose ETL may create teams after its team step, the run retires at its end
-(:func:`retire_unnamed`).
+A team absent from a full import is retired (``is_active = false``): users' rows may still
+point at it. The team upsert retires at once (:func:`retire_staged`), or, in a protected ETL
+run whose ETL may create teams after its team step, the run retires at its end
+(:func:`retire_unnamed`). At the very end of a protected ETL run, after the restore,
+:func:`remove_unreferenced` removes the retired teams and the leagues, clubs and series the
+import no longer names that nothing references, as the legacy ETL removes them; the others stay.
 """
 
 from __future__ import annotations
 
+import logging
+
+import psycopg2.errors
 from psycopg2 import sql
 
 from ..config import PreservationConfig
 from ..errors import ImportRefused
 from ..state import state, written_here
+
+logger = logging.getLogger(__name__)
 
 
 def _scope(config: PreservationConfig, league: str | None) -> tuple:
@@ -109,3 +117,117 @@ def retire_unnamed(conn, config: PreservationConfig, catalog, league, named_ids,
             [*params, list(named_ids), list(renamed_ids)],
         )
         return [r[0] for r in cur.fetchall()]
+
+
+#: the order rows are removed in: teams first, their parents once no team of theirs is left
+REMOVAL_ORDER = ("teams", "series", "clubs", "leagues")
+
+_FOREIGN_KEYS = """
+SELECT n.nspname, rel.relname, array_agg(a.attname::text ORDER BY a.attnum), con.conname
+FROM pg_constraint con JOIN pg_class rel ON rel.oid = con.conrelid
+JOIN pg_namespace n ON n.oid = rel.relnamespace
+JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = ANY(con.conkey)
+WHERE con.contype = 'f' AND con.confrelid = to_regclass(%s)
+GROUP BY n.nspname, rel.relname, con.conname
+"""
+
+
+def _references(config: PreservationConfig, catalog, entity: str) -> list:
+    """``[(schema, table, column)]`` that reference ``entity``: every dependent column the
+    catalog knows (foreign keys and declared columns, user- and ETL-owned), and the parent
+    columns of the other entity tables."""
+    tables = {e: config.table(e) for e in REMOVAL_ORDER}
+    out = {(d.schema, d.table, d.column) for d in catalog.dependents if d.entity == entity}
+    for child, parent, column, *_rest in catalog.fk_edges:
+        if parent == tables[entity] and child in tables.values():
+            out.add((config.schema, child, column))
+    if entity != "teams":
+        column = {"leagues": config.team_league, "clubs": config.team_club, "series": config.team_series}[entity]
+        out.add((config.schema, tables["teams"], column))
+    return sorted(out)
+
+
+def _unknown_keys(cur, config: PreservationConfig, entity: str, known: list) -> list:
+    """Foreign keys to ``entity`` that ``known`` does not cover (another schema, several columns)."""
+    cur.execute(_FOREIGN_KEYS, (".".join('"' + p.replace('"', '""') + '"'
+                                         for p in (config.schema, config.table(entity))),))
+    return [f"{schema}.{table}.{name}" for schema, table, columns, name in cur.fetchall()
+            if len(columns) != 1 or (schema, table, columns[0]) not in known]
+
+
+def remove_unreferenced(conn, config: PreservationConfig, catalog, league, named: dict) -> dict:
+    """At the end of a run, after the restore: remove the entity rows the import no longer names
+    and that nothing references any more, as the legacy ETL removes them; count the others.
+
+    Not named are: inactive teams (within ``league``: retirement ran first), and leagues, clubs
+    and series whose id is not in ``named[entity]`` (the rows the run's import steps wrote or
+    found). Referenced means by any column in :func:`_references`, as it is now, so ETL rows
+    the run re-imported count and those it cleared do not. A single-league run removes teams
+    only (the legacy ETL keeps shared rows then). An entity with a foreign key the catalog does
+    not cover is left alone. Returns ``{entity: {"removed": [ids], "kept_for_references": n}}``.
+    """
+    out = {}
+    with conn.cursor() as cur:
+        for entity in REMOVAL_ORDER:
+            if entity != "teams" and (league is not None or entity not in named):
+                continue
+            known = _references(config, catalog, entity)
+            unknown = _unknown_keys(cur, config, entity, known)
+            used = sql.SQL(" OR ").join(
+                sql.SQL("EXISTS (SELECT 1 FROM {} r WHERE r.{} = t.id)").format(
+                    sql.Identifier(schema, table), sql.Identifier(column)) for schema, table, column in known)
+            if entity == "teams":
+                scope, params = _scope(config, league)
+                unnamed = sql.SQL("NOT t.{} AND {}").format(sql.Identifier(config.team_active), scope)
+            else:
+                unnamed, params = sql.SQL("t.id <> ALL(%s)"), (sorted(named[entity]),)
+            tbl = sql.Identifier(config.schema, config.table(entity))
+            cur.execute(sql.SQL("SELECT count(*) FROM {} t WHERE {} AND ({})").format(tbl, unnamed, used), params)
+            kept = cur.fetchone()[0]
+            removed: list = []
+            if unknown:
+                cur.execute(sql.SQL("SELECT count(*) FROM {} t WHERE {}").format(tbl, unnamed), params)
+                kept = cur.fetchone()[0]
+                logger.warning("%s: not removing rows the import no longer names; foreign keys the catalog "
+                               "does not cover reference it: %s", entity, ", ".join(unknown))
+            else:
+                removed, raced = _delete(cur, tbl, unnamed, used, params)
+                kept += raced
+            out[entity] = {"removed": removed, "kept_for_references": kept}
+    return out
+
+
+def _delete(cur, tbl, unnamed, used, params) -> tuple:
+    """Delete the unreferenced rows in one statement; ``(ids removed, rows kept after all)``.
+
+    A user who references one of them meanwhile (an insert that commits while the delete waits
+    for its row lock) makes the statement fail on that foreign key: the rows are then deleted
+    one at a time, each in a savepoint, and those referenced by now are kept."""
+    delete = sql.SQL("DELETE FROM {} t WHERE {} AND NOT ({}) RETURNING t.id").format(tbl, unnamed, used)
+    cur.execute("SAVEPOINT bp_remove")
+    try:
+        cur.execute(delete, params)
+        removed = sorted(r[0] for r in cur.fetchall())
+        cur.execute("RELEASE SAVEPOINT bp_remove")
+        return removed, 0
+    except psycopg2.errors.ForeignKeyViolation:
+        cur.execute("ROLLBACK TO SAVEPOINT bp_remove")
+        cur.execute("RELEASE SAVEPOINT bp_remove")
+    cur.execute(sql.SQL("SELECT t.id FROM {} t WHERE {} AND NOT ({}) ORDER BY t.id").format(tbl, unnamed, used), params)
+    removed, raced = [], 0
+    one = sql.SQL("DELETE FROM {} t WHERE t.id = %s AND NOT ({})").format(tbl, used)
+    for (id_,) in cur.fetchall():
+        cur.execute("SAVEPOINT bp_remove")
+        try:
+            cur.execute(one, (id_,))
+        except psycopg2.errors.ForeignKeyViolation:
+            cur.execute("ROLLBACK TO SAVEPOINT bp_remove")
+            raced += 1
+        else:
+            if cur.rowcount:
+                removed.append(id_)
+            else:
+                raced += 1
+        cur.execute("RELEASE SAVEPOINT bp_remove")
+    logger.warning("%d row(s) were referenced while the run removed them: kept", raced)
+    return removed, raced

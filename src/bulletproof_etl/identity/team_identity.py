@@ -9,6 +9,7 @@ name ``name (series)``.
 
 from __future__ import annotations
 
+import psycopg2.errors
 from psycopg2 import sql
 
 from ..config import PreservationConfig
@@ -48,3 +49,52 @@ def free_names(cur, config: PreservationConfig) -> list:
         t=sql.Identifier(config.schema, config.table("teams")), n=sql.Identifier(config.team_name),
         lg=sql.Identifier(config.team_league)))
     return [r[0] for r in cur.fetchall()]
+
+
+def respell_parents(conn, config: PreservationConfig, entity: str, wanted: dict, current: dict, result) -> dict:
+    """The row of each parent key the teams name takes the teams' spelling, as the ETL writes it
+    (``LifeSport-Lshire`` becomes ``Lifesport-Lshire``; a series' display name that only repeated
+    its name follows it). Where several rows hold the key, the one already spelled so is used.
+    A rename that a unique constraint refuses keeps the old spelling (``result.kept_spelling``).
+    Only rows whose name differs are written. Returns ``{key: id}`` of the rows the teams use;
+    ``result.spelled`` gets ``{name: id}`` of the rows of keys that several rows hold."""
+    column = {"leagues": config.league_code, "clubs": config.club_name, "series": config.series_name}[entity]
+    ids_of: dict = {}
+    for id_, key in current.items():
+        if key in wanted:
+            ids_of.setdefault(key, []).append(id_)
+    if not ids_of:
+        return {}
+    tbl, col = sql.Identifier(config.schema, config.table(entity)), sql.Identifier(column)
+    chosen: dict = {}
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("SELECT id, {} FROM {} WHERE id = ANY(%s)").format(col, tbl),
+                    ([i for ids in ids_of.values() for i in ids],))
+        names = dict(cur.fetchall())
+        renames = []
+        for key, ids in ids_of.items():
+            want = wanted[key][column]
+            if len(ids) > 1:  # a key held by several rows (a legacy import): a team uses its spelling's
+                result.spelled.update((names[i], i) for i in sorted(ids, reverse=True) if i in names)
+            exact = sorted(i for i in ids if names.get(i) == want)
+            chosen[key] = exact[0] if exact else min(ids)
+            if not exact:
+                renames.append((chosen[key], want))
+        display = (sql.SQL(", {d} = CASE WHEN {d} = {c} THEN %(new)s ELSE {d} END").format(
+            d=sql.Identifier(config.series_display), c=col) if entity == "series" else sql.SQL(""))
+        update = sql.SQL("UPDATE {t} SET {c} = %(new)s{display} WHERE id = %(id)s AND {c} IS DISTINCT FROM %(new)s"
+                         ).format(t=tbl, c=col, display=display)
+        for id_, want in sorted(renames):
+            cur.execute("SAVEPOINT bp_respell")
+            try:
+                cur.execute(update, {"new": want, "id": id_})
+            except psycopg2.errors.UniqueViolation as exc:
+                cur.execute("ROLLBACK TO SAVEPOINT bp_respell")
+                result.kept_spelling.append({"id": id_, "kept": names.get(id_), "import": want,
+                                             "constraint": exc.diag.constraint_name})
+            else:
+                result.respelled += cur.rowcount  # counted unchanged by the caller: updated instead
+                result.updated += cur.rowcount
+                result.unchanged -= cur.rowcount
+            cur.execute("RELEASE SAVEPOINT bp_respell")
+    return chosen

@@ -1,7 +1,8 @@
 """The team upsert: parents first, then teams by natural key, then retirement.
 
-A team absent from a full import is retired (``is_active = false``), never deleted: users'
-rows may still point at it.
+A team absent from a full import is retired (``is_active = false``): users' rows may still
+point at it (a protected ETL run removes it at its end if nothing does: ``retirement``). The
+rows a team uses take the spelling of the import, as the ETL writes them.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from ..config import PreservationConfig
 from ..state import ensure_state_schema, state
 from .ledger_ids import rekey_entity
 from .retirement import check_retirement, retire_staged
-from .team_identity import existing_parents, free_names, unique_names, variant
+from .team_identity import existing_parents, free_names, respell_parents, unique_names, variant
 from .upsert import (
     UpsertResult,
     Write,
@@ -68,17 +69,20 @@ class _Keys:
 
 
 def _wanted(config: PreservationConfig, records: list) -> dict:
-    """``{entity: {key: record}}`` of the parents the teams name (first spelling wins)."""
+    """``{entity: {key: record}}`` of the parents the teams name, each spelled as most of its
+    teams spell it (among equals the one with fewer capitals, then the first): one row per key."""
     keys = _Keys(config)
     out: dict = {e: {} for e in PARENTS}
     for entity, attr, column in (("leagues", "league_code", config.league_code),
                                  ("clubs", "club_name", config.club_name),
                                  ("series", "series_name", config.series_name)):
-        wanted, key_of = out[entity], keys.entity
+        spellings: dict = {}  # key -> {spelling: teams}, in the order first seen
+        key_of = keys.entity
         for name in map(operator.attrgetter(attr), records):
-            key = key_of(entity, name)
-            if key not in wanted:
-                wanted[key] = {column: name}
+            counts = spellings.setdefault(key_of(entity, name), {})
+            counts[name] = counts.get(name, 0) + 1
+        out[entity] = {key: {column: max(counts, key=lambda n, c=counts: (c[n], -sum(map(str.isupper, n))))}
+                       for key, counts in spellings.items()}
     return out
 
 
@@ -103,6 +107,8 @@ def ensure_parents(conn, config: PreservationConfig, records: list, current: dic
                    if key in wanted[entity] and key not in result.ids}
         result.read = len(wanted[entity])
         result.unchanged += len(present)
+        # the rows the teams use take the teams' spelling of their key, as the ETL writes it
+        result.ids.update(respell_parents(conn, config, entity, wanted[entity], current[entity], result))
         result.preserved += _ledger_known(conn, config, entity, present)
         result.rekeyed, result.blocked = rekey.rekeyed, len(rekey.blocked)
         results[entity] = result
@@ -121,7 +127,8 @@ def _ledger_known(conn, config: PreservationConfig, entity: str, ids_by_key: dic
 
 
 def team_rows(records: list, config: PreservationConfig, parents: dict, current: dict,
-              result: UpsertResult, existing_parents: dict | None = None, unique_names: bool = False) -> list:
+              result: UpsertResult, existing_parents: dict | None = None, unique_names: bool = False,
+              spelled: dict | None = None) -> list:
     """Staging rows for teams; resolves parent ids.
 
     Two records are one team when they have the same natural key (``config.team_identity``
@@ -141,6 +148,7 @@ def team_rows(records: list, config: PreservationConfig, parents: dict, current:
     keys = _Keys(config)
     entity = keys.entity
     leagues, clubs, series = parents["leagues"], parents["clubs"], parents["series"]
+    spelled = {e: (spelled or {}).get(e, {}) for e in PARENTS}  # a key several rows hold: the exact one
     seen: dict = {}  # (league id, club id, series id) -> record index
     found: list = []  # [record, key, (league id, club id, series id)]
     for rec in records:
@@ -156,7 +164,9 @@ def team_rows(records: list, config: PreservationConfig, parents: dict, current:
             result.skipped.append({"record": rec.index, "team": rec.team_name, "missing": ", ".join(absent)})
             continue
         key = keys.team_of(league_key, club_key, rec.league_code, rec.club_name, rec.series_name)
-        exact = (leagues[league_key], clubs[club_key], series[series_key])
+        exact = (spelled["leagues"].get(rec.league_code, leagues[league_key]),
+                 spelled["clubs"].get(rec.club_name, clubs[club_key]),
+                 spelled["series"].get(rec.series_name, series[series_key]))
         identity = exact if apart else key
         if identity in seen:
             result.duplicates.append({"record": rec.index, "key": list(key), "winner": seen[identity]})
@@ -199,15 +209,11 @@ def team_rows(records: list, config: PreservationConfig, parents: dict, current:
 
 
 def team_write(config: PreservationConfig) -> Write:
-    """Teams: parents and name from the record; alias and display name kept when the record
-    has none (a display name that only repeated the old team name follows the new one)."""
-    alias, display, name = (sql.Identifier(c) for c in (config.team_alias, config.team_display, config.team_name))
+    """Teams: everything from the record, as the legacy ETL writes it: parents, name, alias
+    (none when the record has none) and display name (the record's, else the team name)."""
     values = (
         sql.SQL("s.c0::int"), sql.SQL("s.c1::int"), sql.SQL("s.c2::int"), sql.SQL("s.c3"),
-        sql.SQL("coalesce(s.c4, cur.{a}, s.lrow->>{la})").format(a=alias, la=sql.Literal(config.team_alias)),
-        sql.SQL("coalesce(s.c5, nullif(cur.{d}, cur.{n}), nullif(s.lrow->>{ld}, s.lrow->>{ln}), s.c3)").format(
-            d=display, n=name, ld=sql.Literal(config.team_display), ln=sql.Literal(config.team_name)),
-        sql.SQL("true"),
+        sql.SQL("s.c4"), sql.SQL("coalesce(s.c5, s.c3)"), sql.SQL("true"),
     )
     columns = (config.team_club, config.team_series, config.team_league, config.team_name,
                config.team_alias, config.team_display, config.team_active)
@@ -247,14 +253,15 @@ def upsert_teams(conn, config: PreservationConfig, records: list, *, league: str
         # took the id it points at); keys of the others cannot change: parents keep their names
         current["teams"] = current_keys(conn, config)["teams"]
     rekey = rekey_entity(conn, config, "teams", current["teams"], ledger_known=True)
-    parents = {e: _ids_by_key(current[e]) for e in PARENTS}
+    parents = {e: {**_ids_by_key(current[e]), **parent_results[e].ids} for e in PARENTS}
     result = UpsertResult("teams", read=len(records))
     result.rekeyed, result.blocked = rekey.rekeyed, len(rekey.blocked)
     with conn.cursor() as cur:
         apart = config.team_identity == "parent_rows"
         existing = existing_parents(cur, config) if apart else {}
         names_unique = apart and unique_names(cur, config)
-        rows = team_rows(records, config, parents, current["teams"], result, existing, names_unique)
+        rows = team_rows(records, config, parents, current["teams"], result, existing, names_unique,
+                         {e: r.spelled for e, r in parent_results.items()})
         _stage(cur, _TEAM_STAGE_COLS, rows)
         resolve_ids(cur, config, "teams")
         if names_unique:

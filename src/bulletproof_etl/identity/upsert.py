@@ -56,10 +56,20 @@ class UpsertResult:
     # parent itself (it skips such a record too): {"record", "team", "missing"}
     skipped: list = field(default_factory=list)
     path: str = "set-based"
+    # existing rows given the import's spelling of their key (a club's capitalisation); the
+    # rows a unique constraint kept on their old spelling: {"id", "kept", "import", "constraint"}
+    respelled: int = 0
+    kept_spelling: list = field(default_factory=list)
+    # at the end of a protected run: rows the import no longer names that nothing references
+    # (removed, as the legacy ETL removes them) and those still referenced (kept for references)
+    removed: int = 0
+    kept_for_references: int = 0
     new_ids: list = field(default_factory=list, repr=False)
     retired_ids: list = field(default_factory=list, repr=False)
     renamed_ids: list = field(default_factory=list, repr=False)  # teams that gave up their name
     ids: dict = field(default_factory=dict, repr=False)  # key -> id
+    # parents: {name: id} of the rows of keys that several rows hold (one spelled as each team)
+    spelled: dict = field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict:
         # field by field: a whole-object copy would deep-copy the id maps (one entry per team)
@@ -67,7 +77,7 @@ class UpsertResult:
         return {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self) if f.name not in _PRIVATE}
 
 
-_PRIVATE = ("ids", "new_ids", "retired_ids", "renamed_ids")
+_PRIVATE = ("ids", "new_ids", "retired_ids", "renamed_ids", "spelled")
 
 
 def _parent_write(config: PreservationConfig, entity: str) -> tuple:
@@ -263,23 +273,46 @@ def upsert_entities(conn, config: PreservationConfig, entity: str, records: list
                                field=key_column, stage="upsert")
     ensure_state_schema(conn, config)  # the ledger is read below
     by_key = _ids_by_key(current)
-    seen: dict = {}
-    rows = []
-    for ord_, record in enumerate(records):
-        key = config.entity_key(entity, record[key_column])
-        if key in seen:
-            result.duplicates.append({"record": ord_, "key": list(key), "winner": seen[key]})
-            continue
-        seen[key] = ord_
-        existing = by_key.get(key)
-        rows.append([ord_, list(key), existing, existing is not None, record[key_column],
-                     *(record.get(c) for c in data)])
+    keys = [config.entity_key(entity, record[key_column]) for record in records]
     with conn.cursor() as cur:
+        seen = _winners(cur, config, entity, key_column, records, keys, by_key)
+        rows = []
+        for ord_, (record, key) in enumerate(zip(records, keys, strict=True)):
+            if seen[key] != ord_:
+                result.duplicates.append({"record": ord_, "key": list(key), "winner": seen[key]})
+                continue
+            existing = by_key.get(key)
+            rows.append([ord_, list(key), existing, existing is not None, record[key_column],
+                         *(record.get(c) for c in data)])
         _stage(cur, (key_column, *data), rows)
         resolve_ids(cur, config, entity)
         write_staged(cur, write, result)
         keep_sequence_ahead(cur, config, entity, ledger=True)
     return result
+
+
+def _winners(cur, config: PreservationConfig, entity: str, key_column: str, records: list, keys: list,
+             by_key: dict) -> dict:
+    """``{key: ord of the record that is written}``: the first record of each key, except that
+    an existing row whose spelling one of its key's records repeats keeps it (``LifeSport`` and
+    ``Lifesport`` both imported: the row is not respelled back and forth from run to run)."""
+    first: dict = {}
+    spellings: dict = {}  # key -> {spelling: first ord}, for keys written more than one way
+    for ord_, (record, key) in enumerate(zip(records, keys, strict=True)):
+        if key in first:
+            spellings.setdefault(key, {records[first[key]][key_column]: first[key]})
+            spellings[key].setdefault(record[key_column], ord_)
+        else:
+            first[key] = ord_
+    ids = {by_key[k]: k for k, s in spellings.items() if len(s) > 1 and k in by_key}
+    if ids:
+        cur.execute(sql.SQL("SELECT id, {} FROM {} WHERE id = ANY(%s)").format(
+            sql.Identifier(key_column), sql.Identifier(config.schema, config.table(entity))), (list(ids),))
+        for id_, name in cur.fetchall():
+            kept = spellings[ids[id_]].get(name)
+            if kept is not None:
+                first[ids[id_]] = kept
+    return first
 
 
 def _ids_by_key(current: dict) -> dict:

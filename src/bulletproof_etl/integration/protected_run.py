@@ -27,6 +27,7 @@ from ..catalog import current_keys
 from ..config import PreservationConfig
 from ..errors import BulletproofError, StageFailed
 from ..failures import first_line
+from ..identity.retirement import remove_unreferenced
 from ..identity.upsert import upsert_entities
 from ..lock_wait import bounded
 from ..lock_wait import explain as explain_lock_wait
@@ -72,6 +73,7 @@ class ProtectedRun:
         self.errors: list = []
         self.rollback_reason: str | None = None
         self.backed_up = False
+        self.named: dict = {}  # entity -> ids of the rows its import step wrote or found
 
     # -- progress and failures ------------------------------------------------------------
     def emit(self, stage: str, status: str, count=None, detail: str = "", elapsed: float = 0.0) -> None:
@@ -202,6 +204,7 @@ class ProtectedRun:
         def do():
             current = current_keys(self.real, self.config)[entity]
             result = upsert_entities(self.real, self.config, entity, list(records), current)
+            self.named.setdefault(entity, set()).update(result.ids.values())
             self.report.parents[entity] = result.to_dict()
             return result.preserved + result.created
 
@@ -244,6 +247,9 @@ class ProtectedRun:
             self.step("retire", self.p.retire_unnamed_teams, count_of=len)
             self.step("restore", self.p.restore_user_data, count_of=lambda r: r.total("remapped") + r.total("reinserted"),
                       detail_of=lambda r: _restore_detail(r))
+            self.step("remove", self.remove_unreferenced, count_of=lambda r: sum(len(v["removed"]) for v in r.values()),
+                      detail_of=lambda r: ", ".join(f"{e} {len(v['removed'])} (kept for references "
+                                                    f"{v['kept_for_references']})" for e, v in r.items()))
             self.step("health", lambda: self.p.validate_health(raise_on_critical=True),
                       count_of=lambda h: h.user_orphans, detail_of=lambda h: h.status.value)
         except BaseException as exc:
@@ -252,6 +258,23 @@ class ProtectedRun:
                 return False
             raise
         return self._commit(etl_result)
+
+    def remove_unreferenced(self) -> dict:
+        """After the restore: the entity rows the import no longer names and nothing references
+        are removed (as the legacy ETL removes them); the report counts them and those kept."""
+        if self.p._upsert is None:  # no team step ran: nothing was named, nothing is removed
+            return {}
+        out = remove_unreferenced(self.real, self.config, self.p.catalog, self.p.league, self.named)
+        for entity, done in out.items():
+            counts = self.report.teams if entity == "teams" else self.report.parents.get(entity)
+            if counts is not None:
+                counts.update(removed=len(done["removed"]), kept_for_references=done["kept_for_references"])
+        up = self.p._upsert
+        gone = set(out.get("teams", {}).get("removed", ()))
+        up.removed, up.kept_for_references = len(gone), out.get("teams", {}).get("kept_for_references", 0)
+        up.retired_ids = [i for i in up.retired_ids if i not in gone]  # removed instead of retired
+        up.retired = self.report.teams["retired"] = len(up.retired_ids)
+        return out
 
     def _commit(self, etl_result):
         p, real = self.p, self.real
@@ -320,7 +343,7 @@ def _quiet_rollback(conn) -> None:
 def _teams_detail(teams: dict | None) -> str:
     if not teams:
         return ""
-    return ", ".join(f"{k} {teams.get(k, 0)}" for k in ("preserved", "created", "updated", "retired"))
+    return ", ".join(f"{k} {teams.get(k, 0)}" for k in ("preserved", "created", "updated", "retired", "removed"))
 
 
 def _restore_detail(result) -> str:
