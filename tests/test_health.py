@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 
+import psycopg2
 import pytest
 from psycopg2 import sql
 
@@ -113,6 +114,83 @@ def test_g8_critical_for_a_lost_row_and_for_a_row_on_another_team(season, conn):
     assert failed.value.report.issues == report.issues
     conn.commit()
     assert table_checksums(conn, ("public",)) == before  # the failure rolled everything back
+
+
+def _committed_elsewhere(dsn, *statements):
+    """Statements a user's session commits on its own connection (the app, while a run goes on)."""
+    other = psycopg2.connect(dsn)
+    try:
+        with other.cursor() as cur:
+            for statement in statements:
+                cur.execute(statement)
+        other.commit()
+    finally:
+        other.close()
+
+
+def _team_of(conn, table, id_):
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("SELECT team_id FROM {} WHERE id = %s").format(sql.Identifier(table)), (id_,))
+        return cur.fetchone()[0]
+
+
+_SWAP = "UPDATE captain_messages SET team_id = CASE team_id WHEN {a} THEN {b} ELSE {a} END WHERE id = {id}"
+
+
+def test_g7_health_tells_a_users_committed_change_from_the_runs_own_writes(season, db_dsn, conn):
+    """Issue 14: a row a user moved (or whose team a user cleared) and committed while the run
+    went on is the user's choice; the same change made by the run, even inside a savepoint
+    (a subtransaction's xid), is still CRITICAL. The restore sets back only the run's."""
+    with BulletproofTeamPreservation(conn, dry_run=True) as p:
+        p.backup_user_data()
+        user_9, user_poll_6 = _team_of(conn, "captain_messages", 9), _team_of(conn, "polls", 6)
+        run_8, run_poll_7 = _team_of(conn, "captain_messages", 8), _team_of(conn, "polls", 7)
+        _committed_elsewhere(db_dsn, _SWAP.format(a=3, b=4, id=9), "UPDATE polls SET team_id = NULL WHERE id = 6")
+        chosen_9 = _team_of(conn, "captain_messages", 9)  # read committed: the run sees the user's change
+        assert chosen_9 != user_9 and _team_of(conn, "polls", 6) is None and user_poll_6 is not None
+        _sql(conn, "SAVEPOINT run_write")
+        _sql(conn, _SWAP.format(a=1, b=2, id=8))
+        _sql(conn, "UPDATE polls SET team_id = NULL WHERE id = 7")
+        _sql(conn, "RELEASE SAVEPOINT run_write")
+        report = p.validate_health()
+        assert report.misattached == {"captain_messages.team_id": 1}  # message 8, the run's
+        assert report.nulls == {"polls.team_id": 1}  # poll 7, the run's
+        assert report.status is HealthStatus.CRITICAL
+        restored = p.restore_user_data()
+        assert restored.tables["captain_messages"].repaired == 1 and restored.tables["polls"].repaired == 1
+        assert (_team_of(conn, "captain_messages", 8), _team_of(conn, "polls", 7)) == (run_8, run_poll_7)
+        assert (_team_of(conn, "captain_messages", 9), _team_of(conn, "polls", 6)) == (chosen_9, None)
+        report = p.validate_health()
+        assert report.misattached == {} and report.nulls == {} and report.lost == {}
+        assert report.status is HealthStatus.PERFECT, report.issues
+
+
+def test_g7_a_users_choice_carried_on_by_the_restore_stays_the_users(season, db_dsn, conn):
+    """The team a user chose during the run gets a new id in the run (its key survives): the
+    restore carries the row on to that id, and health still knows the key was the user's."""
+    with BulletproofTeamPreservation(conn, dry_run=True) as p:
+        p.backup_user_data()
+        chosen = 4 if _team_of(conn, "captain_messages", 9) == 3 else 3
+        _committed_elsewhere(db_dsn, f"UPDATE captain_messages SET team_id = {chosen} WHERE id = 9")
+        _renumber(conn, [chosen])
+        restored = p.restore_user_data()
+        assert restored.tables["captain_messages"].repaired == 0
+        assert _team_of(conn, "captain_messages", 9) == chosen + 5000  # the same key, its new id
+        report = p.validate_health()
+        assert report.misattached == {} and report.user_orphans == 0, report.issues
+
+
+def test_g7_a_check_against_a_finished_run_forgives_no_change(season, db_dsn, conn):
+    """Only the run's own transaction, while it runs, tells users' changes apart: checked later
+    against its snapshot (as a repair does), every row on another key counts."""
+    with BulletproofTeamPreservation(conn) as p:
+        p.backup_user_data()
+        assert p.validate_health().status is HealthStatus.PERFECT
+    run_id = p.report.run_id
+    _committed_elsewhere(db_dsn, _SWAP.format(a=3, b=4, id=9))
+    assert _health(conn, run_id).misattached == {"captain_messages.team_id": 1}
+    _sql(conn, "SELECT pg_current_xact_id()")  # a transaction with an xid, as a repair's is
+    assert _health(conn, run_id).misattached == {"captain_messages.team_id": 1}
 
 
 ETL_TEAM_COLUMNS = [("players", "team_id"), ("series_stats", "team_id"), ("match_scores", "home_team_id"),

@@ -40,6 +40,7 @@ from ..state import state
 from .against_snapshot import (
     _dep_filter,
     _stage_run_state,
+    during_run,
     lost_rows,
     misattached_rows,
     null_counts,
@@ -186,10 +187,12 @@ def check_health(conn, config: PreservationConfig, catalog: Catalog, run_id=None
         if has_state:
             _stage_run_state(cur, config, run_id)
         keyed = snapkeys.Keyed(cur, config, run_id, catalog) if has_state else None
-        report.nulls = null_counts(cur, config, catalog, run_id if has_state else None, policy, keyed)
+        # during the run, a user's own committed change is not the run's (against_snapshot.py)
+        users = set() if has_state and during_run(cur, config, run_id) else None
+        report.nulls = null_counts(cur, config, catalog, run_id if has_state else None, policy, keyed, users=users)
         if has_state:
             report.lost = lost_rows(cur, config, catalog, run_id, keyed)
-            report.misattached = misattached_rows(cur, config, catalog, run_id, keys_now, keyed)
+            report.misattached = misattached_rows(cur, config, catalog, run_id, keys_now, keyed, users=users)
             cur.execute(sql.SQL("SELECT count(*) FROM {} WHERE run_id = %s").format(
                 state(config, "quarantine")), (run_id,))
             report.quarantined = cur.fetchone()[0]

@@ -15,9 +15,10 @@ import psycopg2
 from psycopg2 import sql
 
 from ..failures import must_abort
+from ..health.against_snapshot import during_run, user_changes_table
 from ..snapshot import keys as snapkeys
 from ..snapshot import readback
-from ..state import pk_json, state
+from ..state import pk_json, state, written_here
 from .report import TableRestore
 
 logger = logging.getLogger(__name__)
@@ -196,7 +197,7 @@ def _quarantine_live(cur, config, table, pk, dep, run_id, ids, tr) -> None:
         tr.on_placeholder += cur.rowcount
 
 
-def _remap_live(cur, config, table, pk, dep, run_id, tr, touched: set) -> None:
+def _remap_live(cur, config, table, pk, dep, run_id, tr, touched: set, note_users: bool = False) -> None:
     tbl = sql.Identifier(config.schema, table)
     col = sql.Identifier(dep.column)
     flt, params = _flt(dep)
@@ -211,12 +212,21 @@ def _remap_live(cur, config, table, pk, dep, run_id, tr, touched: set) -> None:
         [table, dep.column] + params + [run_id, table, dep.column],
     )
     rows = cur.fetchall()
+    # a row a user moved during the run (its version not ours: o, the row before this update) is
+    # carried on too; _bp_user_changed keeps the id the user chose, for health
+    users = sql.SQL(", {} o").format(tbl) if note_users else sql.SQL("")
     cur.execute(
-        sql.SQL("WITH u AS (UPDATE {tbl} t SET {col} = x.new_id FROM _bp_map x "
-                "WHERE x.entity = %s AND t.{col} = x.old_id{flt} RETURNING {pk} AS pk, x.old_id, x.new_id, x.strategy) "
+        sql.SQL("WITH u AS (UPDATE {tbl} t SET {col} = x.new_id FROM _bp_map x{users} "
+                "WHERE x.entity = %s AND t.{col} = x.old_id{flt}{same} "
+                "RETURNING {pk} AS pk, x.old_id, x.new_id, x.strategy, {theirs} AS theirs){note} "
                 "INSERT INTO {m} (run_id, table_name, pk, column_name, old_id, new_id, strategy) "
                 "SELECT %s, %s, u.pk, %s, u.old_id, u.new_id, u.strategy FROM u RETURNING pk::text, strategy").format(
-            tbl=tbl, col=col, flt=flt, pk=pk_json(pk, "t"), m=mappings),
+            tbl=tbl, col=col, flt=flt, pk=pk_json(pk, "t"), m=mappings, users=users,
+            same=sql.SQL(" AND o.ctid = t.ctid") if note_users else sql.SQL(""),
+            theirs=sql.SQL("NOT {}").format(written_here("o")) if note_users else sql.SQL("false"),
+            note=sql.SQL(", n AS (INSERT INTO _bp_user_changed SELECT {}, {}, u.pk, u.old_id FROM u WHERE u.theirs "
+                         "ON CONFLICT (table_name, column_name, pk) DO UPDATE SET chosen = excluded.chosen)").format(
+                sql.Literal(table), sql.Literal(dep.column)) if note_users else sql.SQL("")),
         [dep.entity] + params + [run_id, table, dep.column],
     )
     rows += cur.fetchall()
@@ -241,6 +251,9 @@ def _null_live(cur, config, table, pk, dep, ids, tr, touched: set) -> None:
 def apply_restore(cur, config, catalog, run_id, unresolved: dict, report) -> None:
     keyed = snapkeys.keyed_tables(cur, config, run_id)
     integer = snapkeys.integer_pks(cur, config)
+    users = during_run(cur, config, run_id)  # users may have moved rows while the run went on
+    if users:
+        user_changes_table(cur)
     deps_of: dict = {}
     for dep in catalog.user_dependents():
         deps_of.setdefault(dep.table, []).append(dep)
@@ -261,7 +274,7 @@ def apply_restore(cur, config, catalog, run_id, unresolved: dict, report) -> Non
             if ids:
                 _quarantine_live(cur, config, table, pk, dep, run_id, ids, tr)
         for dep in deps:
-            _remap_live(cur, config, table, pk, dep, run_id, tr, touched)
+            _remap_live(cur, config, table, pk, dep, run_id, tr, touched, users)
         for dep in deps:
             ids = list(unresolved.get(dep.entity, ()))
             if ids and dep.nullable:

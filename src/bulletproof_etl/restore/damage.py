@@ -14,6 +14,8 @@ module repairs the references of rows that still exist:
   id: the right one);
 - only rows written by the run's own transaction are touched: a change a user committed
   while the run went on is the user's, never damage, and the restore's own writes come after.
+  Health tells them apart the same way (health/against_snapshot.py); apply.py records the
+  users' rows that the entity map carries on to another id.
 """
 
 from __future__ import annotations
@@ -22,20 +24,10 @@ import logging
 
 from psycopg2 import sql
 
-from ..snapshot.keys import snapped
+from ..health.against_snapshot import snapshot_refs
 from ..state import pk_json, state, written_here
 
 logger = logging.getLogger(__name__)
-
-
-def _snapshot_refs(keyed_pk: str | None, config, column: str) -> sql.Composed:
-    """``(pk jsonb, old bigint)`` of the run's snapshot for one table and column (params: run, table)."""
-    if keyed_pk is None:
-        return sql.SQL("(SELECT r.pk, (r.row->>{c})::bigint AS old FROM {rows} r "
-                       "WHERE r.run_id = %s AND r.table_name = %s AND r.row->>{c} IS NOT NULL)").format(
-            c=sql.Literal(column), rows=state(config, "snap_rows"))
-    return sql.SQL("(SELECT jsonb_build_object({k}, x.pk) AS pk, x.old FROM {snapped} x WHERE x.old IS NOT NULL)").format(
-        k=sql.Literal(keyed_pk), snapped=snapped(config, column))
 
 
 def repair_damage(cur, config, catalog, run_id, keyed: dict, *, mapped: bool = False, counts=None) -> dict:
@@ -73,7 +65,7 @@ def repair_damage(cur, config, catalog, run_id, keyed: dict, *, mapped: bool = F
             "AND t.{col} IS DISTINCT FROM d.right_id RETURNING d.pk, d.now, d.right_id) "
             "INSERT INTO {m} (run_id, table_name, pk, column_name, old_id, new_id, strategy) "
             "SELECT %s, %s, u.pk, %s, u.now, u.right_id, 'repaired' FROM u"
-        ).format(snap=_snapshot_refs(keyed_pk, config, dep.column), pkj=pk_json(pk, "t"), target=target,
+        ).format(snap=snapshot_refs(keyed_pk, config, dep.column), pkj=pk_json(pk, "t"), target=target,
                  where=where.format(sql.Identifier(config.schema, config.table(dep.entity))),
                  col=sql.Identifier(dep.column), tbl=sql.Identifier(config.schema, dep.table), ours=written_here("t"), flt=flt,
                  m=state(config, "mappings"))
