@@ -10,7 +10,7 @@ from psycopg2 import sql
 
 from ..catalog import current_keys
 from ..config import ENTITIES, PreservationConfig
-from ..state import copy_rows, state
+from ..state import analyze_if_grown, copy_rows, relname, state
 
 #: ``ledger.last_run`` of an id that is present (see :func:`record_ledger`): above every run id.
 PRESENT = 2**63 - 1
@@ -29,9 +29,10 @@ def record_ledger(cur, config: PreservationConfig, run_id: int, source: sql.Comp
     absent, and, when ``source`` is ``complete`` (every id with a key now, the entity
     snapshot), ids no longer present under their key: their ``last_run`` becomes the last
     run that saw them, the latest earlier entity snapshot (or their ``first_run``, if later).
-    Keys never change: an id found under another key is not refreshed.
+    Keys never change: an id found under another key is not refreshed. The ledger is analysed
+    when this wrote a material share of it (:func:`analyze_if_grown`): the first run fills it.
     """
-    gone = sql.SQL("")
+    gone, gone_count = sql.SQL(""), sql.SQL("0")
     if complete:
         gone = sql.SQL(
             ", gone AS (UPDATE {ledger} l SET last_run = greatest(l.first_run, (SELECT max(r.run_id) FROM {runs} r"
@@ -39,6 +40,7 @@ def record_ledger(cur, config: PreservationConfig, run_id: int, source: sql.Comp
             " WHERE l.last_run = %(present)s AND NOT EXISTS (SELECT 1 FROM src"
             " WHERE src.entity = l.entity AND src.id = l.id AND src.key = l.key) RETURNING 1)"
         ).format(ledger=state(config, "ledger"), runs=state(config, "runs"))
+        gone_count = sql.SQL("(SELECT count(*) FROM gone)")
     cur.execute(
         sql.SQL(
             "WITH src AS MATERIALIZED ({source}), "
@@ -49,11 +51,15 @@ def record_ledger(cur, config: PreservationConfig, run_id: int, source: sql.Comp
             "seen AS (UPDATE {ledger} l SET last_run = %(present)s, row = src.row FROM src"
             " WHERE l.entity = src.entity AND l.id = src.id AND l.key = src.key"
             " AND (l.last_run IS DISTINCT FROM %(present)s OR l.row IS DISTINCT FROM src.row) RETURNING 1)"
-            "{gone} SELECT (SELECT count(*) FROM added)"
-        ).format(ledger=state(config, "ledger"), source=source, gone=gone),
+            "{gone} SELECT (SELECT count(*) FROM added), (SELECT count(*) FROM seen) + {gone_count}, {believed}"
+        ).format(ledger=state(config, "ledger"), source=source, gone=gone, gone_count=gone_count,
+                 believed=sql.SQL("(SELECT reltuples FROM pg_class WHERE oid = to_regclass({}))").format(
+                     sql.Literal(relname(config.state_schema, "ledger")))),
         {"run": run_id, "present": PRESENT},
     )
-    return cur.fetchone()[0]
+    added, updated, believed = cur.fetchone()
+    analyze_if_grown(cur, config, "ledger", added + updated, believed, columns=("entity", "id", "key", "last_run"))
+    return added
 
 
 def ledger_add(conn, config: PreservationConfig, run_id: int, keys: dict | None = None) -> int:
@@ -72,6 +78,7 @@ def ledger_add(conn, config: PreservationConfig, run_id: int, keys: dict | None 
         cur.execute("CREATE TEMP TABLE _bp_newkeys (entity text, id bigint, key text[]) ON COMMIT DROP")
         copy_rows(cur, sql.Identifier("_bp_newkeys"), ("entity", "id", "key"),
                   ((e, i, list(k)) for e in ENTITIES for i, k in keys[e].items() if k is not None))
+        cur.execute("ANALYZE _bp_newkeys")
         cur.execute(
             sql.SQL("DELETE FROM _bp_newkeys n USING {} l WHERE l.entity = n.entity AND l.id = n.id").format(
                 state(config, "ledger"))

@@ -119,6 +119,7 @@ def repair_entity(conn, config, catalog, run_id: int, entity: str, desired: dict
             cur.execute("DROP TABLE IF EXISTS _bp_renum")
             cur.execute("CREATE TEMP TABLE _bp_renum (new_id bigint PRIMARY KEY, old_id bigint UNIQUE) ON COMMIT DROP")
             copy_rows(cur, sql.Identifier("_bp_renum"), ("new_id", "old_id"), sorted(moves.items()))
+            cur.execute("ANALYZE _bp_renum")  # the renumbering joins it to every referencing table
             cur.execute(renumber_statement(config, entity, referencing))
             repointed, moved = cur.fetchone()
             out.renumbered += moved

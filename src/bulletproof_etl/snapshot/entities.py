@@ -9,7 +9,7 @@ from psycopg2 import sql
 
 from ..config import ENTITIES, PreservationConfig
 from ..identity.ledger import record_ledger
-from ..state import add_counts, copy_rows, state
+from ..state import add_counts, analyze_if_grown, copy_rows, state
 
 
 def snapshot_entities(conn, config: PreservationConfig, run_id: int, keys: dict) -> dict:
@@ -37,6 +37,9 @@ def snapshot_entities(conn, config: PreservationConfig, run_id: int, keys: dict)
                 (run_id, entity, entity),
             )
             counts[entity] = cur.rowcount
+        # this run's id is new to the planner: without it the ledger update below expects two
+        # rows of this snapshot and nests loops over every ledger id (issue 14)
+        analyze_if_grown(cur, config, "snap_entities", sum(counts.values()), columns=("run_id", "entity", "id"))
         record_ledger(cur, config, run_id, source=sql.SQL(
             "SELECT k.entity, k.id, k.key, s.row FROM _bp_keys k JOIN {snap} s "
             "ON s.run_id = %(run)s AND s.entity = k.entity AND s.id = k.id WHERE k.key IS NOT NULL"

@@ -12,7 +12,7 @@ from psycopg2 import sql
 
 from ..catalog import Catalog
 from ..config import PreservationConfig
-from ..state import add_counts, pk_json, state
+from ..state import add_counts, analyze_if_grown, pk_json, state
 from .keys import compact_tables, integer_pks, snapshot_keys
 
 logger = logging.getLogger(__name__)
@@ -38,7 +38,9 @@ def snapshot_user_rows(conn, config: PreservationConfig, run_id: int, catalog: C
         # this run's keys, joined by hash (a sub-select per reference and row cost a third more)
         cur.execute(sql.SQL("CREATE TEMP TABLE _bp_refkeys ON COMMIT DROP AS SELECT entity, id, to_jsonb(key) AS key "
                             "FROM {} WHERE run_id = %s").format(state(config, "snap_entities")), (run_id,))
-        cur.execute("ANALYZE _bp_refkeys")
+        # indexed: a user table the planner has no statistics for (filled by the ETL on a new
+        # database) may be estimated at one row, and a nested loop then scans all keys per row
+        cur.execute("CREATE INDEX ON _bp_refkeys (entity, id); ANALYZE _bp_refkeys")
         compact = compact_tables(cur, config, catalog)
         integer = integer_pks(cur, config)
         for table in catalog.user_tables():
@@ -78,8 +80,8 @@ def snapshot_user_rows(conn, config: PreservationConfig, run_id: int, catalog: C
         # The run's rows are new to the planner: without statistics for this run id every
         # later query of the run (restore, health) expects one row and nests loops over
         # thousands. Sampling the two filter columns keeps those plans linear.
-        if set(counts) - set(compact):
-            cur.execute(sql.SQL("ANALYZE {} (run_id, table_name)").format(state(config, "snap_rows")))
+        analyze_if_grown(cur, config, "snap_rows", sum(n for t, n in counts.items() if t not in compact),
+                         columns=("run_id", "table_name"))
         cur.execute("DROP TABLE _bp_refkeys")
     add_counts(conn, config, run_id, "rows", counts)
     return counts
