@@ -14,7 +14,13 @@ Approaches, each importing the same generated teams into a clone of the same dat
 Workloads: ``first`` (teams into a database holding only leagues, clubs and series), ``unchanged``
 (the same season again), ``clear`` (the legacy ``clear_target_tables`` and parent import between
 the snapshot and the teams, same season), ``churn`` (the same, next season with 10% churn). The
-legacy steps are not timed and their writes are not counted for any approach.
+legacy steps are not timed and their writes are not counted for any approach. ``fresh`` (protected
+and bare only) builds a new database without a template and measures runs 2-4 after the first
+import (benchmarks/fresh.py). ``etl`` (only when named) times the whole ``ComprehensiveETL.run()``,
+as written (``legacy``) and patched by the library (``protected``), on the same steady-state
+re-import (benchmarks/whole_etl.py).
+``users`` (only when named) runs an app client during a legacy and a protected import
+(benchmarks/users.py).
 
 Each measurement runs in a fresh Python process on a fresh clone of a prepared database, so its
 peak memory and its ``pg_stat_user_tables`` deltas are its own. Usage::
@@ -39,10 +45,13 @@ from pathlib import Path
 
 import psycopg2
 
-from .constants import APPROACHES, ORIGINAL_LIMIT_SECONDS, WORKLOADS
+from .constants import APPROACHES, ETL_WORKLOAD, ORIGINAL_LIMIT_SECONDS, USERS_WORKLOAD, WORKLOADS
 from .databases import Server, prepare
+from .fresh import FRESH_WORKLOAD, render_fresh, run_fresh, summarise_fresh
 from .measure import measure
 from .summary import render_table, summarise
+from .users import render_users, run_users
+from .whole_etl import render_etl, run_etl, summarise_etl
 from .worker import worker
 
 
@@ -114,13 +123,23 @@ def main(argv=None) -> int:
         f"benchmark on PostgreSQL {server.version}, {machine['cpus']} CPUs, sizes {sizes}, {reps} repetitions"
     )
     workdir = Path(tempfile.mkdtemp(prefix="bpbench_"))
-    results, skipped = [], {}
+    results, skipped, users_results, fresh_results, etl_results = [], {}, [], [], []
     started = time.perf_counter()
     try:
         original_estimate = None
         for size in sizes:
             prepared = prepare(server, size, workdir, log)
             for workload in workloads:
+                if workload == USERS_WORKLOAD:  # its own approaches and table: benchmarks/users.py
+                    users_results.extend(run_users(server, prepared, size, workdir, log))
+                    continue
+                if workload == ETL_WORKLOAD:  # the whole ETL, legacy against patched: benchmarks/whole_etl.py
+                    etl_results.extend(run_etl(server, prepared, size, reps, args.profile, log))
+                    continue
+                if workload == FRESH_WORKLOAD:  # new databases, runs 1-4: benchmarks/fresh.py
+                    n = reps if size < 100_000 else 1
+                    fresh_results.extend(run_fresh(server, prepared, size, approaches, n, args.profile, log))
+                    continue
                 for approach in approaches:
                     if approach == "original" and original_estimate is not None:
                         guess = original_estimate * size
@@ -152,9 +171,18 @@ def main(argv=None) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
     summary = summarise(results, sizes, skipped)
     table = render_table(summary, sizes)
-    print(table)
+    if results:  # not when only the users or fresh workloads ran
+        print(table)
+    if users_results:
+        print(render_users(users_results))
+    fresh = summarise_fresh(fresh_results)
+    if fresh_results:
+        print(render_fresh(fresh))
+    etl = summarise_etl(etl_results)
+    if etl_results:
+        print(render_etl(etl))
     print(
-        f"\n{len(results)} measurements in {time.perf_counter() - started:.0f}s; machine: {machine}"
+        f"\n{len(results) + len(fresh_results) + len(etl_results)} measurements in {time.perf_counter() - started:.0f}s; machine: {machine}"
     )
     if args.json:
         args.json.write_text(
@@ -164,10 +192,13 @@ def main(argv=None) -> int:
                     "machine": machine,
                     "summary": summary,
                     "measurements": results,
+                    "users": users_results,
+                    "fresh": {"summary": fresh, "measurements": fresh_results},
+                    "etl": {"summary": etl, "measurements": etl_results},
                 },
                 indent=2,
                 default=str,
             )
         )
         log(f"wrote {args.json}")
-    return 0 if all(c["met"] for c in summary["checks"]) else 1
+    return 0 if all(c["met"] for c in summary["checks"] + fresh["checks"] + etl["checks"]) else 1

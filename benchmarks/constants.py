@@ -2,7 +2,9 @@
 and the user tables and references it recounts after each run."""
 
 APPROACHES = ("protected", "bare", "original", "copy_floor")
-WORKLOADS = ("first", "unchanged", "clear", "churn")
+WORKLOADS = ("first", "unchanged", "clear", "churn", "fresh")  # fresh: benchmarks/fresh.py
+USERS_WORKLOAD = "users"  # only when named: an app client during the import (benchmarks/users.py)
+ETL_WORKLOAD = "etl"  # only when named: the whole legacy ETL against it patched (benchmarks/whole_etl.py)
 SEED = 7
 PER_TEAM = 0.7  # activity units per team: about ten user rows per team
 ORIGINAL_BATCH = 50

@@ -77,34 +77,54 @@ def measure(
     name = f"{server.prefix}_{size}_{workload}_{approach}_{rep}"
     dsn = server.create(name, template=template)
     try:
-        before = recount(dsn)
-        spec = {
-            "dsn": dsn,
-            "approach": approach,
-            "workload": workload,
-            "profile": profile,
-            "data_dir": prepared["dirs"]["s2" if workload == "churn" else "s1"],
-        }
-        proc = subprocess.run(
-            # the package's own entry point (benchmarks/__main__.py), wherever the script is
-            [sys.executable, "-m", "benchmarks", "--worker", json.dumps(spec)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if proc.returncode != 0:
-            raise RuntimeError(f"{approach}/{workload}/{size} failed:\n{proc.stderr[-4000:]}")
-        result = json.loads(proc.stdout.strip().splitlines()[-1])
-        totals = stat_writes(dsn)
-        written = {}
-        for table, counts in totals.items():
-            legacy = result["legacy_writes"].get(table, (0, 0, 0))
-            ins, upd, dele = (a - b for a, b in zip(counts, legacy, strict=True))
-            if ins or upd or dele:
-                written[table] = {"ins": ins, "upd": upd, "del": dele}
-        after = recount(dsn)
+        data_dir = prepared["dirs"]["s2" if workload == "churn" else "s1"]
+        result = measure_in(dsn, size, workload, approach, rep, profile, data_dir, log)
     finally:
         server.drop(name)
+    return result
+
+
+def measure_in(
+    dsn: str,
+    size: int,
+    workload: str,
+    approach: str,
+    rep: int,
+    profile: bool,
+    data_dir: str,
+    log,
+    label: str = "",
+) -> dict:
+    """Run the worker once on ``dsn`` (a database of its own or one that ``fresh`` reuses);
+    rows written are this run's: the counters' difference before and after it."""
+    before = recount(dsn)
+    writes_before = stat_writes(dsn)
+    spec = {
+        "dsn": dsn,
+        "approach": approach,
+        "workload": workload,
+        "profile": profile,
+        "data_dir": data_dir,
+    }
+    proc = subprocess.run(
+        # the package's own entry point (benchmarks/__main__.py), wherever the script is
+        [sys.executable, "-m", "benchmarks", "--worker", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"{approach}/{workload}/{size} failed:\n{proc.stderr[-4000:]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    totals = stat_writes(dsn)
+    written = {}
+    for table, counts in totals.items():
+        legacy = result["legacy_writes"].get(table, (0, 0, 0))
+        earlier = writes_before.get(table, (0, 0, 0))
+        ins, upd, dele = (a - b - c for a, b, c in zip(counts, legacy, earlier, strict=True))
+        if ins or upd or dele:
+            written[table] = {"ins": ins, "upd": upd, "del": dele}
+    after = recount(dsn)
     result.update(
         size=size,
         workload=workload,
@@ -117,7 +137,7 @@ def measure(
         orphans_after=after["orphans"],
     )
     log(
-        f"    {size:>7} {workload:<9} {approach:<10} #{rep}: {result['seconds']:8.3f}s "
+        f"    {size:>7} {workload:<9} {approach:<10} #{rep}{label}: {result['seconds']:8.3f}s "
         f"{result['statements']:>7} statements, orphans after {after['orphans']}, "
         f"user rows {before['user_rows']} -> {after['user_rows']}"
     )

@@ -55,6 +55,8 @@ def summarise(results: list, sizes: list, skipped: dict) -> dict:
     ratios, checks = {}, []
     for size in sizes:
         for workload in WORKLOADS:
+            if workload == "fresh":  # summarised by benchmarks/fresh.py
+                continue
             p, b = sec(size, workload, "protected"), sec(size, workload, "bare")
             o, c = sec(size, workload, "original"), sec(size, workload, "copy_floor")
             entry = {
@@ -154,6 +156,8 @@ def render_table(summary: dict, sizes: list) -> str:
     lines += [head, "-" * len(head)]
     for size in sizes:
         for workload in WORKLOADS:
+            if workload == "fresh":  # its own table: benchmarks/fresh.py
+                continue
             for approach in APPROACHES:
                 cell = summary["cells"].get(f"{size}/{workload}/{approach}")
                 if cell is None:

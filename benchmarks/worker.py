@@ -48,7 +48,7 @@ def worker(spec: dict) -> dict:
     conn.commit()
     CountingConnection.statements = 0
     # the legacy steps between snapshot and teams: none ("first" has its parents in the template)
-    clear = {"first": None, "unchanged": None, "clear": True, "churn": True}[spec["workload"]]
+    clear = {"first": None, "unchanged": None, "clear": True, "churn": True, "fresh": None}[spec["workload"]]
     started = time.perf_counter()
     error = None
     try:

@@ -10,24 +10,18 @@ the parent and its children agree again.
 
 The id chosen for a key is the one the ledger saw last (``last_run``, then the highest id).
 A row that already has that id is left alone, so rows present at the run's snapshot (which
-the snapshot recorded in the ledger for this run) never move. An id that another row holds
-is not taken, and a row whose own id the ledger knows under another key (ids handed out
-twice after a sequence was set back) does not move either; such keys are reported as
-``blocked``.
+the snapshot recorded in the ledger for this run) never move, and are not even planned. An id
+another row holds is not taken, nor does a row move whose own id the ledger knows under another
+key (a sequence set back by hand); such keys are reported as ``blocked``.
 
-Changing a referenced id makes PostgreSQL check, per renumbered row, every foreign key that
-references it. A referencing column without an index is scanned once per row, dead rows
-included (the legacy clear has just deleted them): quadratic. So before renumbering many rows,
-each referencing column without a usable index on a table big enough to matter gets a
-temporary index, created in the caller's transaction and dropped after the renumbering (a
-rollback removes it as well). It needs to own the table; where it cannot (not the owner, or
-the table is busy), the renumbering runs without it, as before, only slower.
-
-Building an index also writes the table's live row count to ``pg_class`` in place, outside
-the transaction: a table the legacy clear emptied then counts 0 rows until the next
-(auto)analyze, even if the run rolls back. The parent tables are therefore never indexed
-here; ``teams`` is, since the team upsert analyses it after refilling it; the ETL's own
-tables are, since they are empty until the ETL refills them.
+Changing a referenced id makes PostgreSQL check, per renumbered row, every foreign key to it; a
+referencing column without an index is scanned once per row, dead rows included: quadratic. So
+before renumbering many rows, such a column of a table big enough to matter gets a temporary
+index, in the caller's transaction, dropped after the renumbering (where the role cannot, not
+the owner or the table busy, the renumbering runs without it, only slower). An index build
+writes the table's live row count to ``pg_class`` in place, outside the transaction, so the
+parent tables (emptied by the legacy clear) are never indexed here; ``teams`` is (the upsert
+analyses it after refilling it), and so are the ETL's own tables (empty until it refills them).
 """
 
 from __future__ import annotations
@@ -98,12 +92,8 @@ ORDER BY c.id
 """
 
 
-_NAME_COLUMN = {
-    "leagues": lambda c: c.league_code,
-    "clubs": lambda c: c.club_name,
-    "series": lambda c: c.series_name,
-    "teams": lambda c: c.team_name,
-}
+_NAME_COLUMN = {"leagues": lambda c: c.league_code, "clubs": lambda c: c.club_name,
+                "series": lambda c: c.series_name, "teams": lambda c: c.team_name}
 
 
 def _plan(cur, config: PreservationConfig, entity: str, current: dict) -> tuple:
@@ -125,6 +115,17 @@ def _plan(cur, config: PreservationConfig, entity: str, current: dict) -> tuple:
             claimed.add(old_id)
             moves.append((new_id, old_id))
     return moves, blocked
+
+
+def _settled(cur, config: PreservationConfig, entity: str, current: dict) -> set:
+    """Ids of ``current`` that :data:`_PLAN` cannot return (a repeated import: all of them):
+    the ledger holds the id under the row's very key, seen in the entity's latest run, so the
+    key's best id is the row's own or one seen beside it, which the plan leaves alone."""
+    cur.execute(sql.SQL("SELECT l.id, l.key FROM {l} l WHERE l.entity = %(e)s AND l.key IS NOT NULL AND "
+                        "l.last_run = (SELECT max(m.last_run) FROM {l} m WHERE m.entity = %(e)s)").format(
+                            l=state(config, "ledger")), {"e": entity})
+    known = {i: tuple(k) for i, k in cur.fetchall()}
+    return {i for i, k in current.items() if k is not None and known.get(i) == tuple(k)}
 
 
 def _stage_moves(cur, moves: list) -> None:
@@ -274,12 +275,9 @@ def create_fk_indexes(cur, config: PreservationConfig, entity: str, rows: int) -
 
 
 def drop_fk_indexes(cur, indexes: list) -> list:
-    """Drop what :func:`create_fk_indexes` built; returns the ones kept because the table was busy.
-
-    Dropping an index locks its table until commit; a table someone holds for longer than
-    ``LOCK_WAIT`` keeps its index (an index on a foreign key column), logged and reported,
-    rather than making the run wait or deadlock.
-    """
+    """Drop what :func:`create_fk_indexes` built; returns the ones kept because the table was busy
+    (held longer than ``LOCK_WAIT``: its index on a foreign key column is kept, logged and
+    reported, rather than making the run wait or deadlock; a drop locks the table until commit)."""
     if not indexes:
         return []
 
@@ -300,7 +298,8 @@ def rekey_entity(conn, config: PreservationConfig, entity: str, current: dict, *
     """Renumber rows of ``entity`` back to their ledger ids; ``current`` ({id: key}) is updated.
 
     Writes nothing when every row already has its ledger id (the repeated import), and then
-    sends one statement (two unless ``ledger_known`` says the state schema exists).
+    sends one statement (two unless ``ledger_known`` says the state schema exists): the read of
+    the ledger's latest ids, after which no row is left to plan (:func:`_settled`).
     """
     result = RekeyResult(entity)
     if not any(k is not None for k in current.values()):
@@ -312,8 +311,12 @@ def rekey_entity(conn, config: PreservationConfig, entity: str, current: dict, *
             if cur.fetchone()[0] is None:
                 return result  # no ledger yet: nothing was ever seen
         columns, indexes = None, []
+        settled = {i: current[i] for i in _settled(cur, config, entity, current)}
         for _ in range(MAX_PASSES):
-            moves, blocked = _plan(cur, config, entity, current)
+            rest = {i: k for i, k in current.items() if k is not None and settled.get(i, ()) != k}
+            if not rest:
+                break
+            moves, blocked = _plan(cur, config, entity, rest)
             result.blocked = blocked
             if not moves:
                 break
