@@ -3,12 +3,13 @@
 Per entity: stage the incoming rows (COPY into a temporary table), de-duplicate their keys
 (the first record wins, every later one is reported), resolve ids (the row now in the table
 with that key, else the newest id the ledger knows for the key, else a new one from a
-sequence kept ahead of every id the table or the ledger has seen), then one
-``INSERT ... ON CONFLICT (id) DO UPDATE ... WHERE (...) IS DISTINCT FROM (...)`` that writes
-only rows that really change. Rows it skips are not returned by ``RETURNING``; their ids are
-already known from the staging table. If that statement fails (a unique constraint it could
-not foresee, a missing primary key), a manual select-then-update-or-insert runs row by row
-inside savepoints so the transaction survives; the result says which path ran.
+sequence kept ahead of every id the table or the ledger has seen), then one statement: an
+``UPDATE`` of the existing rows whose values differ and an ``INSERT`` of the new ids, so an
+unchanged row is neither written nor locked (:func:`set_based_statement`). Rows it skips are
+not returned by ``RETURNING``; their ids are already known from the staging table. If that
+statement fails (a unique constraint it could not foresee: two rows swapping names), a manual
+select-then-update-or-insert runs row by row inside savepoints so the transaction survives;
+the result says which path ran.
 """
 
 from __future__ import annotations
@@ -201,17 +202,27 @@ def resolve_ids(cur, config: PreservationConfig, entity: str) -> None:
 # -- writing ------------------------------------------------------------------------------
 
 def set_based_statement(write: Write) -> sql.Composed:
-    """The one ``INSERT ... ON CONFLICT (id) DO UPDATE ... WHERE distinct`` of a batch."""
+    """The one statement of a batch: an ``UPDATE`` of the existing rows whose values differ and
+    an ``INSERT`` of the ids not in the table yet; returns ``(id, inserted)`` of each row written.
+
+    Not ``INSERT ... ON CONFLICT DO UPDATE ... WHERE``: that locks every conflicting row (``FOR
+    UPDATE``, the SET list names key columns) before it evaluates the WHERE, so every unchanged
+    row the import names would stay locked until the commit and a user's foreign-key check
+    (``FOR KEY SHARE``) on it would wait for the whole run. Here an unchanged row is neither
+    locked nor written; a changed row whose key columns keep their values takes ``FOR NO KEY
+    UPDATE``, which a foreign-key check does not wait for. In the UPDATE the row in the table is
+    ``cur`` itself (the values may read it); in the INSERT ``cur`` is the missing row (NULLs)."""
     cols = sql.SQL(", ").join(idents(write.columns))
-    excl = sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(c) for c in idents(write.columns))
-    tcols = sql.SQL(", ").join(sql.SQL("t.{}").format(c) for c in idents(write.columns))
+    vals = sql.SQL(", ").join(write.values)
+    tcols = sql.SQL(", ").join(sql.SQL("cur.{}").format(c) for c in idents(write.columns))
     touch = sql.SQL("").join(sql.SQL(", {} = {}").format(sql.Identifier(c), e) for c, e in write.touch)
     return sql.SQL(
-        "INSERT INTO {tbl} AS t (id, {cols}) SELECT s.id, {vals} {src} ORDER BY s.ord "
-        "ON CONFLICT (id) DO UPDATE SET ({cols}) = ROW({excl}){touch} "
-        "WHERE ({tcols}) IS DISTINCT FROM ({excl}) RETURNING t.id, (t.xmax = 0)"
-    ).format(tbl=write.table, cols=cols, vals=sql.SQL(", ").join(write.values), src=source(write),
-             excl=excl, tcols=tcols, touch=touch)
+        "WITH u AS (UPDATE {tbl} cur SET ({cols}) = ROW({vals}){touch} FROM _bp_stage s "
+        "WHERE cur.id = s.id AND ({tcols}) IS DISTINCT FROM ({vals}) RETURNING cur.id), "
+        "i AS (INSERT INTO {tbl} (id, {cols}) SELECT s.id, {vals} {src} AND cur.id IS NULL ORDER BY s.ord "
+        "RETURNING id) "
+        "SELECT id, false FROM u UNION ALL SELECT id, true FROM i"
+    ).format(tbl=write.table, cols=cols, vals=vals, src=source(write), tcols=tcols, touch=touch)
 
 
 def write_staged(cur, write: Write, result: UpsertResult) -> None:

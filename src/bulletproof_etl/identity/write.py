@@ -1,7 +1,7 @@
 """How staged rows become rows of one table, and the row-by-row path when one statement fails.
 
 :class:`Write` describes the columns and values; :mod:`.upsert` runs them as one set-based
-statement, and on failure (a unique constraint it could not foresee, a missing primary key)
+statement, and on failure (a unique constraint it could not foresee)
 :func:`write_row_by_row` selects, then updates or inserts, one row at a time inside
 savepoints, so the transaction survives.
 """
