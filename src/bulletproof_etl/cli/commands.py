@@ -302,6 +302,10 @@ def cmd_enable(args) -> int:
         unpatch_etl_class,
     )
 
+    if getattr(args, "create_indexes", False):
+        from .indexes import create_reference_indexes
+
+        _out(create_reference_indexes(args.dsn, load_config(args)))
     etl_class = load_etl(args.etl)
     before = {n: getattr(etl_class, n) for n in dir(etl_class) if callable(getattr(etl_class, n, None))}
     config = load_config(args) if args.config else None

@@ -116,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
                             description="Patch the ETL class in this process, check the patch, then run the "
                                         "self-test (the pipeline, rolled back) and the health check.")
     _etl_options(enable)
+    enable.add_argument("--create-indexes", action="store_true",
+                        help="first build, concurrently, an index on every column referencing a league, club, "
+                             "series or team that has none (a migration: run once, as the tables' owner)")
 
     demo = sub.add_parser("demo", parents=[common], help="legacy vs protected, side by side",
                           description="Two fresh databases (the embedded server unless --dsn): season 1 of the "
