@@ -117,3 +117,26 @@ def test_the_guarded_clear_runs_the_etls_own_statements_but_keeps_every_entity_r
         assert cur.fetchone()[0] == len(ids_before)  # the ETL's own side effect happened
     conn.rollback()
     assert rally_etl.ComprehensiveETL is ComprehensiveETL
+
+
+class AliasingETL(ComprehensiveETL):  # an ETL whose own team import derives the alias, as the real one does
+    def generate_team_alias(self, team_name, series_name):
+        return f"{series_name} / {team_name.split(' - ')[-1]}"
+
+
+def test_the_alias_hook_gives_each_team_the_alias_the_etls_own_team_import_writes(db_dsn, conn, season):
+    patch_existing_etl_class(AliasingETL, hooks=EtlHooks(team_alias="generate_team_alias"))
+    try:
+        etl = AliasingETL(season, db_dsn)
+        assert etl.run() is True, etl.bulletproof_report.error
+    finally:
+        unpatch_etl_class(AliasingETL)
+    records = _teams(season)
+    wanted = {(t["league_id"], t["team_name"]): f"{t['series_name']} / {t['team_name'].split(' - ')[-1]}"
+              for t in records if not t.get("team_alias")}
+    with conn.cursor() as cur:
+        cur.execute("SELECT l.league_id, t.team_name, t.team_alias FROM teams t JOIN leagues l ON l.id = t.league_id")
+        written = {(code, name): alias for code, name, alias in cur.fetchall()}
+    assert len(written) == etl.bulletproof_report.teams["created"] > 0
+    assert {k: written[k] for k in wanted if k in written} == {k: wanted[k] for k in wanted if k in written}
+    assert sum(1 for k in wanted if k in written) == len(written)  # every team was given its alias

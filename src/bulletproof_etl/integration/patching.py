@@ -61,6 +61,8 @@ class EtlHooks:
     ``clear_mode``: ``"guard"`` runs the ETL's own clear step with the deletes of entity rows
     skipped (its backups and other side effects happen); ``"replace"`` runs the library's
     own clear of the ETL-owned tables instead.
+    ``team_alias`` names the ETL's method ``(team_name, series_name) -> alias`` that its own team
+    import uses for a record without an alias; the protected team step writes the same alias.
     """
 
     run: str = "run"
@@ -73,6 +75,7 @@ class EtlHooks:
     league_attribute: str | None = "league"
     steps: tuple | None = None
     clear_mode: str = "guard"
+    team_alias: str | None = None
 
     def parents(self) -> dict:
         return {e: n for e, n in (("leagues", self.import_leagues), ("clubs", self.import_clubs),
@@ -284,12 +287,34 @@ def create_bulletproof_etl_wrapper(etl_class: type, config: PreservationConfig |
     return patch_existing_etl_class(wrapper, config, hooks=hooks)
 
 
+def _patch_of(etl_instance):
+    return next((c.__dict__[PATCH_ATTRIBUTE] for c in type(etl_instance).__mro__ if PATCH_ATTRIBUTE in c.__dict__), None)
+
+
 def _config_of(etl_instance) -> PreservationConfig:
-    for cls in type(etl_instance).__mro__:
-        patch = cls.__dict__.get(PATCH_ATTRIBUTE)
-        if patch is not None:
-            return patch.config
-    return getattr(etl_instance, "bulletproof_config", None) or DEFAULT_CONFIG
+    patch = _patch_of(etl_instance)
+    return patch.config if patch is not None else getattr(etl_instance, "bulletproof_config", None) or DEFAULT_CONFIG
+
+
+def _with_aliases(etl_instance, teams_data):
+    """The records, each without an alias given the one the ETL's own team import would write:
+    of the name it ends up with: under ``team_identity="parent_rows"`` that is ``name (series)``
+    where an earlier record of another club, series and league took the name in the league (as
+    the ETL, and the team upsert then, rename it)."""
+    patch = _patch_of(etl_instance)
+    alias = getattr(etl_instance, patch.hooks.team_alias, None) if patch and patch.hooks.team_alias else None
+    out, seen, names = [], set(), set()
+    apart = patch is not None and patch.config.team_identity == "parent_rows"
+    for t in teams_data:
+        if alias is not None and isinstance(t, dict) and not t.get("team_alias"):
+            name, series, league = t.get("team_name"), t.get("series_name"), t.get("league_id")
+            if apart and (t.get("club_name"), series, league) not in seen and (name, league) in names:
+                name = f"{name} ({series})"
+            seen.add((t.get("club_name"), series, league))
+            names.add((name, league))
+            t = {**t, "team_alias": alias(name, series)}
+        out.append(t)
+    return out
 
 
 def bulletproof_import_teams(etl_instance, conn, teams_data) -> int:
@@ -300,6 +325,7 @@ def bulletproof_import_teams(etl_instance, conn, teams_data) -> int:
     savepoint, never commits it, and raises (rolling its savepoint back) on failure or
     CRITICAL health. ``etl_instance.bulletproof_report`` holds the full report afterwards.
     """
+    teams_data = _with_aliases(etl_instance, teams_data)
     state = _state(etl_instance)
     if state is not None:
         return state.import_teams(teams_data)

@@ -56,4 +56,6 @@ RALLY_APP_HOOKS = EtlHooks(
     import_series="import_series",
     import_teams="import_teams",
     league_attribute=None,
+    # its import_teams writes generate_team_alias(team_name, series_name) as the alias
+    team_alias="generate_team_alias",
 )
