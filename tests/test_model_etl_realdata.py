@@ -7,7 +7,14 @@ from __future__ import annotations
 import psycopg2
 import pytest
 
-from model_etl import ModelETL, model_database, run_etl, unpack_realdata
+from model_etl import (
+    ModelETL,
+    create_model_database,
+    drop_model_database,
+    model_database,
+    run_etl,
+    unpack_realdata,
+)
 from model_etl.protection import ProtectedModelETL
 from model_etl.scenario import (
     State,
@@ -82,3 +89,47 @@ def test_model_protected_realdata_keeps_ids_and_user_data(model_db, realdata_dir
     before, after = protected_import(model_db, scrape2, ProtectedModelETL)
     kept, surviving = kept_ids(before, after, "teams")
     assert kept == surviving, f"G3: {surviving - kept} of {surviving} surviving team keys lost their id"
+
+
+_PICTURE = ("SELECT l.league_id, c.name, s.name, t.team_name FROM teams t JOIN leagues l ON l.id = t.league_id "
+            "JOIN clubs c ON c.id = t.club_id JOIN series s ON s.id = t.series_id WHERE t.is_active")
+
+
+def _picture(dsn) -> set:
+    """The active teams by content: (league code, club name, series name, team name)."""
+    conn = psycopg2.connect(dsn)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(_PICTURE)
+            return set(cur.fetchall())
+    finally:
+        conn.close()
+
+
+def test_model_protected_realdata_same_picture_as_legacy(model_db, server_dsn, realdata_dir, tmp_path):
+    """Issue 17 on the model of the real class: after 2025-08-27 the protected run shows the
+    teams the legacy run shows. Clubs that 2025-08-27's players no longer name (Chicago
+    Highlands, Glen Ellyn ...) are deleted by the legacy clear, so the ETL skips their teams;
+    the guarded clear keeps those rows, and without the check on the rows the run's own
+    parent steps named, their 175 teams stayed active (1,233 active against 1,058)."""
+    legacy_dsn = create_model_database(server_dsn)
+    try:
+        scrape2 = _first_scrape_with_user_data(legacy_dsn, realdata_dir, tmp_path / "legacy")
+        etl = run_etl(ModelETL, legacy_dsn, scrape2)
+        assert etl.ok, etl.last_error
+        legacy = _picture(legacy_dsn)
+    finally:
+        drop_model_database(server_dsn, legacy_dsn)
+    scrape2 = _first_scrape_with_user_data(model_db, realdata_dir, tmp_path / "protected")
+    before, after = protected_import(model_db, scrape2, ProtectedModelETL)  # G1-G4
+    kept, surviving = kept_ids(before, after, "teams")
+    assert kept == surviving
+    protected = _picture(model_db)
+
+    assert (len(legacy), len(protected), len(legacy & protected)) == (1058, 1058, 1057)
+    # the one difference: the library's validation collapses the double space of a team name
+    assert legacy - protected == {("NSTF", "Lake Forest", "Series 1", "Lake Forest  S1")}
+    assert protected - legacy == {("NSTF", "Lake Forest", "Series 1", "Lake Forest S1")}
+    # the leagues, clubs and series the active teams use are the legacy run's
+    for column in (0, 1, 2):
+        assert {t[column] for t in protected} == {t[column] for t in legacy}

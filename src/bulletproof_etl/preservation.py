@@ -93,6 +93,10 @@ class BulletproofTeamPreservation(RunTransaction):
         # True: teams the import does not name are retired by retire_unnamed_teams() at the end of
         # the run (the integration: the ETL may create teams after its team step)
         self.defer_retirement = False
+        # {entity: ids}: with defer_retirement, a team on another row of these entities is retired
+        # (the integration: the rows the ETL's own parent steps wrote or found, where its clear
+        # would have deleted the others and the ETL skipped their teams)
+        self.parent_ids = None
 
     # -- the five stages ----------------------------------------------------------------
     @staged("constraints")  # before/after callbacks (issue 15)
@@ -174,7 +178,7 @@ class BulletproofTeamPreservation(RunTransaction):
         if up is None or not self.defer_retirement:
             return []
         up.retired_ids = retire_unnamed(self.conn, self.config, self.catalog, self.league, up.ids.values(),
-                                        up.renamed_ids)
+                                        up.renamed_ids, self.parent_ids)
         up.retired = len(up.retired_ids)
         self.report.teams["retired"] = up.retired
         return up.retired_ids

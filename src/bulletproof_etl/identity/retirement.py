@@ -16,6 +16,7 @@ import logging
 import psycopg2.errors
 from psycopg2 import sql
 
+from ..catalog import current_keys
 from ..config import PreservationConfig
 from ..errors import ImportRefused
 from ..state import copy_rows, state, written_here
@@ -119,17 +120,26 @@ def _stage_query(cur, name: str, query: sql.Composable, params=()) -> None:
     cur.execute(sql.SQL("ANALYZE {}").format(table))
 
 
-def retire_unnamed(conn, config: PreservationConfig, catalog, league, named_ids, renamed_ids=()) -> list:
+def retire_unnamed(conn, config: PreservationConfig, catalog, league, named_ids, renamed_ids=(),
+                   parent_ids: dict | None = None) -> list:
     """At the end of a run: retire the active teams (within ``league``) that the import did not
     name. Named are: the teams the import staged (``named_ids``), and the teams the run's ETL
     wrote after its team step or references from rows it wrote (a team it creates from its
     schedule, on every run). A team that gave up its name (``renamed_ids``) is not named.
-    Returns the ids retired.
+    With ``parent_ids`` (``{entity: ids}``: the rows of the parents the run's ETL clears and
+    imports itself that its parent steps wrote or found), a team is named only if its rows of
+    those entities are among them: a row the ETL's clear would have deleted carries no team of
+    the run (the ETL finds no such row and skips the team; here the guarded clear kept it, so
+    the team step and the ETL's later steps found it). Returns the ids retired.
 
     Set-based: the named ids are staged, the teams the run's rows reference are read with one
     scan of each ETL-owned reference column, and both are anti-joined (a correlated ``EXISTS``
     per team on an unindexed column took minutes at 100,000 teams)."""
     scope, params = _scope(config, league)
+    columns = {"leagues": config.team_league, "clubs": config.team_club, "series": config.team_series}
+    limits = [(columns[e], sorted(ids)) for e, ids in (parent_ids or {}).items() if e in columns]
+    parents_ok = sql.SQL(" AND ").join([sql.SQL("t.{} = ANY(%s)").format(sql.Identifier(c)) for c, _ids in limits]
+                                       or [sql.SQL("true")])
     used = [sql.SQL("SELECT e.{c} AS id FROM {t} e WHERE e.{c} IS NOT NULL AND {ours}").format(
                 t=sql.Identifier(config.schema, d.table), c=sql.Identifier(d.column), ours=written_here("e"))
             for d in catalog.dependents if d.owner == "etl" and d.entity == "teams"]
@@ -139,12 +149,12 @@ def retire_unnamed(conn, config: PreservationConfig, catalog, league, named_ids,
                      else sql.SQL("SELECT NULL::bigint AS id WHERE false"))
         cur.execute(
             sql.SQL("UPDATE {tbl} t SET {active} = false WHERE t.{active} AND {scope} "
-                    "AND NOT EXISTS (SELECT 1 FROM _bp_named n WHERE n.id = t.id) "
-                    "AND (t.id = ANY(%s) OR NOT ({ours} OR EXISTS (SELECT 1 FROM _bp_run_refs r WHERE r.id = t.id))) "
+                    "AND (NOT ({parents_ok}) OR NOT EXISTS (SELECT 1 FROM _bp_named n WHERE n.id = t.id) "
+                    "AND (t.id = ANY(%s) OR NOT ({ours} OR EXISTS (SELECT 1 FROM _bp_run_refs r WHERE r.id = t.id)))) "
                     "RETURNING t.id").format(
                 tbl=sql.Identifier(config.schema, config.table("teams")), active=sql.Identifier(config.team_active),
-                scope=scope, ours=written_here("t")),
-            [*params, list(renamed_ids)],
+                scope=scope, ours=written_here("t"), parents_ok=parents_ok),
+            [*params, *(ids for _c, ids in limits), list(renamed_ids)],
         )
         return [r[0] for r in cur.fetchall()]
 
@@ -212,8 +222,9 @@ def remove_unreferenced(conn, config: PreservationConfig, catalog, league, named
             tbl = sql.Identifier(config.schema, config.table(entity))
             if entity == "teams":
                 scope, params = _scope(config, league)
-                candidates = sql.SQL("SELECT t.id FROM {} t WHERE NOT t.{} AND {}").format(
+                candidates = sql.SQL("SELECT t.id FROM {} t WHERE NOT t.{} AND {} AND NOT t.id = ANY(%s)").format(
                     tbl, sql.Identifier(config.team_active), scope)
+                params = (*params, _sharing_a_key(conn, config))
             else:
                 _stage_ids(cur, "_bp_named", named[entity])
                 candidates = sql.SQL("SELECT t.id FROM {} t WHERE NOT EXISTS "
@@ -231,6 +242,25 @@ def remove_unreferenced(conn, config: PreservationConfig, catalog, league, named
             removed = _delete(cur, config, entity, known)
             out[entity] = {"removed": removed, "kept_for_references": total - len(removed)}
     return out
+
+
+def _sharing_a_key(conn, config: PreservationConfig) -> list:
+    """Ids of the retired teams whose natural key only other retired rows hold too
+    (``team_identity`` ``"parent_rows"`` keeps ``Division 1`` and ``S1`` of a club apart): none
+    is removed, so a key that stays in the table keeps the id it had (a twin kept for its
+    references, or created by this run, would otherwise hold the key under another id). A key
+    an active team holds is that team's: its retired twins are removed as any other."""
+    if config.team_identity != "parent_rows":
+        return []
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("SELECT id FROM {} WHERE {}").format(
+            sql.Identifier(config.schema, config.table("teams")), sql.Identifier(config.team_active)))
+        active = {r[0] for r in cur.fetchall()}
+    rows: dict = {}
+    for id_, key in current_keys(conn, config)["teams"].items():
+        if key is not None:
+            rows.setdefault(key, []).append(id_)
+    return sorted(i for ids in rows.values() if len(ids) > 1 and not active.intersection(ids) for i in ids)
 
 
 def _referenced(cur, known: list, among: str) -> None:

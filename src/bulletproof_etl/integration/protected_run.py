@@ -204,7 +204,8 @@ class ProtectedRun:
         def do():
             current = current_keys(self.real, self.config)[entity]
             result = upsert_entities(self.real, self.config, entity, list(records), current)
-            self.named.setdefault(entity, set()).update(result.ids.values())
+            rows = current.items() if self.config.team_identity == "parent_rows" else ()  # all rows of its keys
+            self.named.setdefault(entity, set()).update(result.ids.values(), (i for i, k in rows if k in result.ids))
             self.report.parents[entity] = result.to_dict()
             return result.preserved + result.created
 
@@ -212,12 +213,12 @@ class ProtectedRun:
 
     def import_teams(self, teams_data) -> int:
         self.ensure_backup()
-
-        def do():
-            out = self.p.preserve_teams_during_import(teams_data)
-            return out["preserved"] + out["created"]
-
-        return self.step("teams", do, detail_of=lambda _n: _teams_detail(self.report.teams))
+        if self.config.team_identity == "parent_rows":  # the ETL's lookup finds only the rows it imported
+            self.p.parent_ids = {e: ids for e, ids in self.named.items()
+                                 if self.config.table(e) in (self.report.clear_kept or {})} or None
+        imported = ("preserved", "created")
+        return self.step("teams", lambda: sum(map(self.p.preserve_teams_during_import(teams_data).get, imported)),
+                         detail_of=lambda _n: _teams_detail(self.report.teams))
 
     # -- the end --------------------------------------------------------------------------
     def failure_reason(self, etl_result) -> str | None:
@@ -341,9 +342,8 @@ def _quiet_rollback(conn) -> None:
 
 
 def _teams_detail(teams: dict | None) -> str:
-    if not teams:
-        return ""
-    return ", ".join(f"{k} {teams.get(k, 0)}" for k in ("preserved", "created", "updated", "retired", "removed"))
+    return ", ".join(f"{k} {(teams or {}).get(k, 0)}" for k in ("preserved", "created", "updated", "retired",
+                                                               "removed")) if teams else ""
 
 
 def _restore_detail(result) -> str:
