@@ -71,8 +71,16 @@ def served(db_dsn):
 
 def _shot(driver, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
-    height = driver.execute_script("return document.body.scrollHeight")
-    driver.set_window_size(1280, min(max(height + 40, 700), 2400))
+    # the whole page: the window grown until the viewport holds the document (the outer window
+    # is taller than its viewport by the browser's own frame), from a window of 700 pixels (a page
+    # shorter than the window measures as tall as the window)
+    driver.set_window_size(1280, 700)
+    for _ in range(3):
+        page, view = driver.execute_script(
+            "return [Math.max(document.body.scrollHeight, document.documentElement.scrollHeight), window.innerHeight]")
+        if view >= min(page, 2400):
+            break
+        driver.set_window_size(1280, driver.get_window_size()["height"] + min(page, 2400) - view)
     driver.save_screenshot(str(SHOTS / name))
 
 
