@@ -214,6 +214,13 @@ def read_catalog(conn, config: PreservationConfig) -> Catalog:
     return Catalog(tuple(deps), primary_keys, unique_sets, edges, version, constraints)
 
 
+def foreign_keys_to(cur, config: PreservationConfig, entity: str) -> list:
+    """Every foreign key to ``entity``'s table, in any schema: ``[(schema, table, first column,
+    number of columns)]``."""
+    cur.execute(_REFERENCING, (_regclass(config.schema, config.table(entity)),))
+    return cur.fetchall()
+
+
 def referencing_columns(conn, config: PreservationConfig, entity: str) -> list:
     """Every column that holds ids of ``entity``: single-column foreign keys to its table in
     any schema (the ETL's own tables and the other entities included), then the configured
@@ -221,8 +228,7 @@ def referencing_columns(conn, config: PreservationConfig, entity: str) -> list:
     is logged and left out."""
     out: dict = {}
     with conn.cursor() as cur:
-        cur.execute(_REFERENCING, (_regclass(config.schema, config.table(entity)),))
-        for schema, table, column, width in cur.fetchall():
+        for schema, table, column, width in foreign_keys_to(cur, config, entity):
             if width != 1:
                 logger.warning("composite foreign key on %s.%s references %s; not re-pointed",
                                schema, table, entity)

@@ -36,6 +36,7 @@ from psycopg2 import sql
 from ..catalog import referencing_columns
 from ..config import PreservationConfig
 from ..state import state
+from .reference_indexes import unindexed_keys
 
 logger = logging.getLogger(__name__)
 
@@ -180,31 +181,6 @@ def rekey_statement(config: PreservationConfig, entity: str, columns: list) -> t
     return statement, labels
 
 
-# Foreign keys to the table whose referencing columns lead no valid, complete btree or hash
-# index (the check PostgreSQL runs per changed id is "WHERE columns = values"), with the
-# table's size in pages now (dead rows included: the checks scan those too).
-_UNINDEXED = """
-SELECT DISTINCT ON (con.conrelid, con.conkey) n.nspname, rel.relname, con.conrelid::bigint,
-    con.conkey::int[],
-    ARRAY(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY k(attnum, ord)
-          JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum ORDER BY k.ord),
-    pg_relation_size(rel.oid) / current_setting('block_size')::bigint
-FROM pg_constraint con
-JOIN pg_class rel ON rel.oid = con.conrelid AND rel.relkind = 'r'
-JOIN pg_namespace n ON n.oid = rel.relnamespace
-WHERE con.contype = 'f' AND con.confrelid = %s::regclass
-  AND NOT EXISTS (
-    SELECT 1 FROM pg_index i
-    JOIN pg_class ic ON ic.oid = i.indexrelid
-    JOIN pg_am am ON am.oid = ic.relam AND am.amname IN ('btree', 'hash')
-    CROSS JOIN LATERAL (SELECT ARRAY(SELECT x FROM unnest(i.indkey::int2[]) WITH ORDINALITY u(x, o)
-                                     WHERE o <= cardinality(con.conkey)) AS lead) l
-    WHERE i.indrelid = con.conrelid AND i.indisvalid AND i.indisready AND i.indpred IS NULL
-      AND i.indnkeyatts >= cardinality(con.conkey) AND l.lead @> con.conkey AND l.lead <@ con.conkey)
-ORDER BY con.conrelid, con.conkey
-"""
-
-
 def _rollback_to(cur, savepoint: str, exc: Exception) -> None:
     """Back to ``savepoint``; if even that fails (the connection is gone), the first error wins."""
     try:
@@ -245,13 +221,12 @@ def create_fk_indexes(cur, config: PreservationConfig, entity: str, rows: int) -
     """
     if rows < 3:
         return []
-    cur.execute(_UNINDEXED, (".".join('"' + p.replace('"', '""') + '"'
-                                      for p in (config.schema, config.table(entity))),))
     # Not on the parent tables: a build writes the table's row count to pg_class in place (not
     # undone by a rollback), and a table the legacy clear emptied counts 0. Teams may be
     # indexed: the team upsert analyses the table after refilling it (team_upsert.ANALYZE_AFTER).
     entities = {(config.schema, config.table(e)) for e in ("leagues", "clubs", "series")}
-    wanted = [r for r in cur.fetchall() if rows * r[5] >= INDEX_WORTH and (r[0], r[1]) not in entities]
+    wanted = [r for r in unindexed_keys(cur, config, entity)
+              if rows * r[5] >= INDEX_WORTH and (r[0], r[1]) not in entities]
     if not wanted:
         return []
 

@@ -17,9 +17,40 @@ from dataclasses import dataclass
 from psycopg2 import sql
 
 from ..config import PreservationConfig
-from .ledger_ids import _UNINDEXED
+from ..state import relname
 
 ENTITIES = ("leagues", "clubs", "series", "teams")
+
+# Foreign keys to the table whose referencing columns lead no valid, complete btree or hash
+# index (the check PostgreSQL runs per changed id is "WHERE columns = values"), with the
+# table's size in pages now (dead rows included: the checks scan those too).
+_UNINDEXED = """
+SELECT DISTINCT ON (con.conrelid, con.conkey) n.nspname, rel.relname, con.conrelid::bigint,
+    con.conkey::int[],
+    ARRAY(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY k(attnum, ord)
+          JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum ORDER BY k.ord),
+    pg_relation_size(rel.oid) / current_setting('block_size')::bigint
+FROM pg_constraint con
+JOIN pg_class rel ON rel.oid = con.conrelid AND rel.relkind = 'r'
+JOIN pg_namespace n ON n.oid = rel.relnamespace
+WHERE con.contype = 'f' AND con.confrelid = %s::regclass
+  AND NOT EXISTS (
+    SELECT 1 FROM pg_index i
+    JOIN pg_class ic ON ic.oid = i.indexrelid
+    JOIN pg_am am ON am.oid = ic.relam AND am.amname IN ('btree', 'hash')
+    CROSS JOIN LATERAL (SELECT ARRAY(SELECT x FROM unnest(i.indkey::int2[]) WITH ORDINALITY u(x, o)
+                                     WHERE o <= cardinality(con.conkey)) AS lead) l
+    WHERE i.indrelid = con.conrelid AND i.indisvalid AND i.indisready AND i.indpred IS NULL
+      AND i.indnkeyatts >= cardinality(con.conkey) AND l.lead @> con.conkey AND l.lead <@ con.conkey)
+ORDER BY con.conrelid, con.conkey
+"""
+
+
+def unindexed_keys(cur, config: PreservationConfig, entity: str) -> list:
+    """Foreign keys to ``entity`` whose columns lead no index: ``[(schema, table, relid, attnums,
+    columns, pages)]`` (:data:`_UNINDEXED`)."""
+    cur.execute(_UNINDEXED, (relname(config.schema, config.table(entity)),))
+    return cur.fetchall()
 
 
 @dataclass(frozen=True)
@@ -45,10 +76,8 @@ def missing_indexes(conn, config: PreservationConfig) -> list:
     out = []
     with conn.cursor() as cur:
         for entity in ENTITIES:
-            target = ".".join('"' + p.replace('"', '""') + '"' for p in (config.schema, config.table(entity)))
-            cur.execute(_UNINDEXED, (target,))
             out.extend(MissingIndex(entity, schema, table, tuple(columns))
-                       for schema, table, _relid, _attnums, columns, _pages in cur.fetchall())
+                       for schema, table, _relid, _attnums, columns, _pages in unindexed_keys(cur, config, entity))
     return sorted(set(out), key=lambda m: (m.schema, m.table, m.columns))
 
 

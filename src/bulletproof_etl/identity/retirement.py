@@ -16,7 +16,7 @@ import logging
 import psycopg2.errors
 from psycopg2 import sql
 
-from ..catalog import current_keys
+from ..catalog import current_keys, foreign_keys_to
 from ..config import PreservationConfig
 from ..errors import ImportRefused
 from ..state import copy_rows, state, written_here
@@ -103,20 +103,21 @@ def _stage_ids(cur, name: str, ids) -> None:
     """A temporary table ``name`` (``id bigint PRIMARY KEY``, dropped at commit) holding ``ids``,
     analysed: anti-joined instead of ``t.id <> ALL(huge array)``, which compares every row with
     every element."""
-    table = sql.Identifier(name)
-    cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
-    cur.execute(sql.SQL("CREATE TEMP TABLE {} (id bigint PRIMARY KEY) ON COMMIT DROP").format(table))
-    copy_rows(cur, table, ["id"], ((i,) for i in sorted(set(ids))))
-    cur.execute(sql.SQL("ANALYZE {}").format(table))
+    _id_table(cur, name, lambda table: copy_rows(cur, table, ["id"], ((i,) for i in sorted(set(ids)))))
 
 
 def _stage_query(cur, name: str, query: sql.Composable, params=()) -> None:
     """Like :func:`_stage_ids`, the ids ``query`` returns (distinct, NULLs left out)."""
+    _id_table(cur, name, lambda table: cur.execute(sql.SQL(
+        "INSERT INTO {} SELECT DISTINCT id FROM ({}) q WHERE id IS NOT NULL").format(table, query), params))
+
+
+def _id_table(cur, name: str, fill) -> None:
+    """The temporary id table ``name``, made anew, filled by ``fill(table)``, then analysed."""
     table = sql.Identifier(name)
     cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
     cur.execute(sql.SQL("CREATE TEMP TABLE {} (id bigint PRIMARY KEY) ON COMMIT DROP").format(table))
-    cur.execute(sql.SQL("INSERT INTO {} SELECT DISTINCT id FROM ({}) q WHERE id IS NOT NULL").format(table, query),
-                params)
+    fill(table)
     cur.execute(sql.SQL("ANALYZE {}").format(table))
 
 
@@ -162,16 +163,6 @@ def retire_unnamed(conn, config: PreservationConfig, catalog, league, named_ids,
 #: the order rows are removed in: teams first, their parents once no team of theirs is left
 REMOVAL_ORDER = ("teams", "series", "clubs", "leagues")
 
-_FOREIGN_KEYS = """
-SELECT n.nspname, rel.relname, array_agg(a.attname::text ORDER BY a.attnum), con.conname
-FROM pg_constraint con JOIN pg_class rel ON rel.oid = con.conrelid
-JOIN pg_namespace n ON n.oid = rel.relnamespace
-JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = ANY(con.conkey)
-WHERE con.contype = 'f' AND con.confrelid = to_regclass(%s)
-GROUP BY n.nspname, rel.relname, con.conname
-"""
-
-
 def _references(config: PreservationConfig, catalog, entity: str) -> list:
     """``[(schema, table, column)]`` that reference ``entity``: every dependent column the
     catalog knows (foreign keys and declared columns, user- and ETL-owned), and the parent
@@ -189,10 +180,9 @@ def _references(config: PreservationConfig, catalog, entity: str) -> list:
 
 def _unknown_keys(cur, config: PreservationConfig, entity: str, known: list) -> list:
     """Foreign keys to ``entity`` that ``known`` does not cover (another schema, several columns)."""
-    cur.execute(_FOREIGN_KEYS, (".".join('"' + p.replace('"', '""') + '"'
-                                         for p in (config.schema, config.table(entity))),))
-    return [f"{schema}.{table}.{name}" for schema, table, columns, name in cur.fetchall()
-            if len(columns) != 1 or (schema, table, columns[0]) not in known]
+    return [f"{schema}.{table}.{column}" + (f" (+{width - 1} columns)" if width != 1 else "")
+            for schema, table, column, width in foreign_keys_to(cur, config, entity)
+            if width != 1 or (schema, table, column) not in known]
 
 
 def remove_unreferenced(conn, config: PreservationConfig, catalog, league, named: dict) -> dict:
