@@ -82,10 +82,26 @@ class Server:
             self.drop(name)
 
 
+def new_parents_database(server: Server, name: str, data_dir) -> tuple:
+    """A database created without a template: the reference schema, and the leagues, clubs and
+    series of ``data_dir`` imported by the legacy steps; nothing analysed. ``(its DSN, the ETL
+    with the files loaded)``."""
+    from rally_etl import ComprehensiveETL, install_schema
+
+    dsn = server.create(name)
+    conn = real_connect(dsn)
+    install_schema(conn)
+    etl = ComprehensiveETL(data_dir, dsn)
+    etl.load_json_files()
+    legacy_segment(conn, etl, clear=False)
+    conn.commit()
+    conn.close()
+    return dsn, etl
+
+
 def prepare(server: Server, size: int, workdir: Path, log) -> dict:
     """Generate both seasons; build the two template databases of this size."""
     from bulletproof_etl import BulletproofTeamPreservation
-    from rally_etl import ComprehensiveETL, install_schema
     from rally_etl.activity import create_user_activity
     from rally_etl.generate import generate_season, write_season
 
@@ -95,14 +111,7 @@ def prepare(server: Server, size: int, workdir: Path, log) -> dict:
     log(f"  generated both seasons of {size} teams in {time.perf_counter() - started:.1f}s")
     started = time.perf_counter()
     first = f"{server.prefix}_{size}_first"
-    dsn = server.create(first)
-    conn = real_connect(dsn)
-    install_schema(conn)
-    etl = ComprehensiveETL(s1, dsn)
-    etl.load_json_files()
-    legacy_segment(conn, etl, clear=False)
-    conn.commit()
-    conn.close()
+    _dsn, etl = new_parents_database(server, first, s1)
     base = f"{server.prefix}_{size}_s1"
     dsn = server.create(base, template=first)
     conn = real_connect(dsn)

@@ -22,8 +22,7 @@ import statistics
 
 from .constants import PER_TEAM, SEED
 from .counting import real_connect
-from .databases import Server, admin_connect
-from .legacy import legacy_segment
+from .databases import Server, admin_connect, new_parents_database
 from .measure import measure_in
 
 FRESH_WORKLOAD = "fresh"
@@ -41,21 +40,6 @@ def _autoanalyzed(dsn: str) -> int:
         out = int(cur.fetchone()[0])
     conn.close()
     return out
-
-
-def _new_database(server: Server, name: str, data_dir: str) -> str:
-    """A database created without a template: schema and the legacy parents, nothing analysed."""
-    from rally_etl import ComprehensiveETL, install_schema
-
-    dsn = server.create(name)
-    conn = real_connect(dsn)
-    install_schema(conn)
-    etl = ComprehensiveETL(data_dir, dsn)
-    etl.load_json_files()
-    legacy_segment(conn, etl, clear=False)
-    conn.commit()
-    conn.close()
-    return dsn
 
 
 def _user_data(dsn: str, data_dir: str) -> int:
@@ -86,7 +70,7 @@ def run_fresh(server: Server, prepared: dict, size: int, approaches: list, reps:
             continue  # the original and the COPY floor say nothing about statistics
         for rep in range(reps):
             name = f"{server.prefix}_{size}_fresh_{approach}_{rep}"
-            dsn = _new_database(server, name, data_dir)
+            dsn, _etl = new_parents_database(server, name, data_dir)
             try:
                 measure_in(dsn, size, "first", approach, rep, False, data_dir, log, " run 1 (fresh)")
                 user_rows = _user_data(dsn, data_dir)

@@ -33,6 +33,18 @@ def stat_writes(dsn: str) -> dict:
     return previous or {}
 
 
+def written_since(dsn: str, *earlier: dict) -> dict:
+    """``{schema.table: {"ins", "upd", "del"}}`` written since the counts ``earlier`` (each a
+    :func:`stat_writes`; several are subtracted, e.g. the state before and the legacy steps'
+    own writes), tables with no write left out."""
+    written = {}
+    for table, counts in stat_writes(dsn).items():
+        ins, upd, dele = (a - sum(e.get(table, (0, 0, 0))[k] for e in earlier) for k, a in enumerate(counts))
+        if ins or upd or dele:
+            written[table] = {"ins": ins, "upd": upd, "del": dele}
+    return written
+
+
 def recount(dsn: str) -> dict:
     """User rows and user references pointing at nothing, counted with plain SQL."""
     conn = admin_connect(dsn)
@@ -116,14 +128,7 @@ def measure_in(
     if proc.returncode != 0:
         raise RuntimeError(f"{approach}/{workload}/{size} failed:\n{proc.stderr[-4000:]}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    totals = stat_writes(dsn)
-    written = {}
-    for table, counts in totals.items():
-        legacy = result["legacy_writes"].get(table, (0, 0, 0))
-        earlier = writes_before.get(table, (0, 0, 0))
-        ins, upd, dele = (a - b - c for a, b, c in zip(counts, legacy, earlier, strict=True))
-        if ins or upd or dele:
-            written[table] = {"ins": ins, "upd": upd, "del": dele}
+    written = written_since(dsn, result["legacy_writes"], writes_before)
     after = recount(dsn)
     result.update(
         size=size,

@@ -25,7 +25,7 @@ import sys
 import time
 
 from .constants import ETL_WORKLOAD, USER_TABLES
-from .measure import recount, stat_writes
+from .measure import recount, stat_writes, written_since
 
 ETL_APPROACHES = ("legacy", "protected")
 ETL_LIMIT = 0.8  # protected/legacy at most this on a steady-state re-import (issue 14)
@@ -108,12 +108,7 @@ def _one(server, prepared: dict, size: int, approach: str, rep: int, profile: bo
         if proc.returncode != 0:
             raise RuntimeError(f"etl/{approach}/{size} failed:\n{proc.stderr[-4000:]}")
         result = json.loads(proc.stdout.strip().splitlines()[-1])
-        written = {}
-        for table, counts in stat_writes(dsn).items():
-            earlier = writes_before.get(table, (0, 0, 0))
-            ins, upd, dele = (a - b for a, b in zip(counts, earlier, strict=True))
-            if ins or upd or dele:
-                written[table] = {"ins": ins, "upd": upd, "del": dele}
+        written = written_since(dsn, writes_before)
         after = recount(dsn)
     finally:
         server.drop(name)
