@@ -102,6 +102,18 @@ def _chosen_teams(dsn: str, every: int) -> list:
             if i % every == 0 or club.casefold() in ("lifesport-lshire", "park ridge cc")]
 
 
+def _first_import_and_users(databases: dict, first, start: str, every: int) -> tuple:
+    """The first import into both databases (by the legacy ETL in both, or each by its own ETL),
+    then the same hand-written user data on the same teams of both: ``(chosen teams, user row
+    counts per database)``; the two databases' counts are equal."""
+    for kind, dsn in databases.items():
+        _import("legacy" if start == "legacy" else kind, first, dsn)
+    chosen = _chosen_teams(databases["legacy"], every=every)
+    users = {kind: _user_data(dsn, chosen) for kind, dsn in databases.items()}
+    assert users["legacy"] == users["protected"]
+    return chosen, users
+
+
 def _read(dsn: str) -> tuple:
     conn = psycopg2.connect(dsn)
     try:
@@ -127,13 +139,8 @@ KEPT_AND_REMOVED_SERIES = {"legacy": (39, 2), "own": (39, 2)}
 def test_real_scrapes_show_the_same_picture_as_the_legacy_etl(two_databases, realdata_dir, start):
     """2025-08-10 then 2025-08-27. ``legacy``: both databases start from the legacy import of
     08-10 (a database adopting the library); ``own``: each ETL imports both scrapes."""
-    first = realdata_dir / "2025-08-10"
-    for kind, dsn in two_databases.items():
-        _import("legacy" if start == "legacy" else kind, first, dsn)
-    chosen = _chosen_teams(two_databases["legacy"], every=40)
+    chosen, users = _first_import_and_users(two_databases, realdata_dir / "2025-08-10", start, every=40)
     assert len(chosen) == 39
-    users = {kind: _user_data(dsn, chosen) for kind, dsn in two_databases.items()}
-    assert users["legacy"] == users["protected"]
     etl = {kind: _import(kind, realdata_dir / "2025-08-27", dsn) for kind, dsn in two_databases.items()}
 
     (legacy, legacy_free, legacy_counts, _), (protected, free, counts, rows) = (
@@ -173,12 +180,8 @@ def test_generated_churn_shows_the_same_picture_as_the_legacy_etl(two_databases,
     and messily written teams (rally_etl.generate_churn)."""
     first = season(tmp_path / "s1", n_teams=300, seed=17)
     second = season(tmp_path / "s2", n_teams=300, seed=17, number=2, churn=0.3)
-    for kind, dsn in two_databases.items():
-        _import("legacy" if start == "legacy" else kind, first, dsn)
-    chosen = _chosen_teams(two_databases["legacy"], every=6)
+    chosen, users = _first_import_and_users(two_databases, first, start, every=6)
     assert len(chosen) == 50
-    users = {kind: _user_data(dsn, chosen) for kind, dsn in two_databases.items()}
-    assert users["legacy"] == users["protected"]
     conn = psycopg2.connect(two_databases["protected"])
     with conn.cursor() as cur:
         cur.execute("SELECT id FROM teams")
