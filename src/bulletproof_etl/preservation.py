@@ -24,7 +24,7 @@ from .errors import HealthCheckFailed
 from .health.check import HealthReport, HealthStatus, check_health
 from .health.constraints import ConstraintReport, validate_constraints
 from .identity.ledger import ledger_add
-from .identity.retirement import retire_unnamed
+from .identity.retirement import remove_unreferenced, retire_unnamed
 from .identity.team_upsert import upsert_teams
 from .identity.validate import validate_teams
 from .restore.entity_map import restore
@@ -182,6 +182,26 @@ class BulletproofTeamPreservation(RunTransaction):
         up.retired = len(up.retired_ids)
         self.report.teams["retired"] = up.retired
         return up.retired_ids
+
+    def remove_unreferenced(self, named: dict) -> dict:
+        """After the restore (an ETL run): remove the entity rows the import no longer names and
+        nothing references (``named``: ``{entity: ids}`` the run's import steps wrote or found),
+        as the legacy ETL removes them; the report counts them and those kept for references.
+        A team removed is no longer counted as retired."""
+        up = self._upsert
+        if up is None:  # no team step ran: nothing was named, nothing is removed
+            return {}
+        out = remove_unreferenced(self.conn, self.config, self.catalog, self.league, named)
+        for entity, done in out.items():
+            counts = self.report.teams if entity == "teams" else self.report.parents.get(entity)
+            if counts is not None:
+                counts.update(removed=len(done["removed"]), kept_for_references=done["kept_for_references"])
+        teams = out.get("teams", {})
+        gone = set(teams.get("removed", ()))
+        up.removed, up.kept_for_references = len(gone), teams.get("kept_for_references", 0)
+        up.retired_ids = [i for i in up.retired_ids if i not in gone]
+        up.retired = self.report.teams["retired"] = len(up.retired_ids)
+        return out
 
     @staged("restore")  # before/after callbacks (issue 15)
     def restore_user_data(self) -> RestoreReport:

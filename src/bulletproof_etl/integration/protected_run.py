@@ -27,7 +27,6 @@ from ..catalog import current_keys
 from ..config import PreservationConfig
 from ..errors import BulletproofError, StageFailed
 from ..failures import first_line
-from ..identity.retirement import remove_unreferenced
 from ..identity.upsert import upsert_entities
 from ..lock_wait import bounded
 from ..lock_wait import explain as explain_lock_wait
@@ -216,9 +215,12 @@ class ProtectedRun:
         if self.config.team_identity == "parent_rows":  # the ETL's lookup finds only the rows it imported
             self.p.parent_ids = {e: ids for e, ids in self.named.items()
                                  if self.config.table(e) in (self.report.clear_kept or {})} or None
-        imported = ("preserved", "created")
-        return self.step("teams", lambda: sum(map(self.p.preserve_teams_during_import(teams_data).get, imported)),
-                         detail_of=lambda _n: _teams_detail(self.report.teams))
+
+        def do():
+            out = self.p.preserve_teams_during_import(teams_data)
+            return out["preserved"] + out["created"]
+
+        return self.step("teams", do, detail_of=lambda _n: _teams_detail(self.report.teams))
 
     # -- the end --------------------------------------------------------------------------
     def failure_reason(self, etl_result) -> str | None:
@@ -248,7 +250,8 @@ class ProtectedRun:
             self.step("retire", self.p.retire_unnamed_teams, count_of=len)
             self.step("restore", self.p.restore_user_data, count_of=lambda r: r.total("remapped") + r.total("reinserted"),
                       detail_of=lambda r: _restore_detail(r))
-            self.step("remove", self.remove_unreferenced, count_of=lambda r: sum(len(v["removed"]) for v in r.values()),
+            self.step("remove", lambda: self.p.remove_unreferenced(self.named),
+                      count_of=lambda r: sum(len(v["removed"]) for v in r.values()),
                       detail_of=lambda r: ", ".join(f"{e} {len(v['removed'])} (kept for references "
                                                     f"{v['kept_for_references']})" for e, v in r.items()))
             self.step("health", lambda: self.p.validate_health(raise_on_critical=True),
@@ -259,23 +262,6 @@ class ProtectedRun:
                 return False
             raise
         return self._commit(etl_result)
-
-    def remove_unreferenced(self) -> dict:
-        """After the restore: the entity rows the import no longer names and nothing references
-        are removed (as the legacy ETL removes them); the report counts them and those kept."""
-        if self.p._upsert is None:  # no team step ran: nothing was named, nothing is removed
-            return {}
-        out = remove_unreferenced(self.real, self.config, self.p.catalog, self.p.league, self.named)
-        for entity, done in out.items():
-            counts = self.report.teams if entity == "teams" else self.report.parents.get(entity)
-            if counts is not None:
-                counts.update(removed=len(done["removed"]), kept_for_references=done["kept_for_references"])
-        up = self.p._upsert
-        gone = set(out.get("teams", {}).get("removed", ()))
-        up.removed, up.kept_for_references = len(gone), out.get("teams", {}).get("kept_for_references", 0)
-        up.retired_ids = [i for i in up.retired_ids if i not in gone]  # removed instead of retired
-        up.retired = self.report.teams["retired"] = len(up.retired_ids)
-        return out
 
     def _commit(self, etl_result):
         p, real = self.p, self.real
@@ -342,8 +328,9 @@ def _quiet_rollback(conn) -> None:
 
 
 def _teams_detail(teams: dict | None) -> str:
-    return ", ".join(f"{k} {(teams or {}).get(k, 0)}" for k in ("preserved", "created", "updated", "retired",
-                                                               "removed")) if teams else ""
+    if not teams:
+        return ""
+    return ", ".join(f"{k} {teams.get(k, 0)}" for k in ("preserved", "created", "updated", "retired", "removed"))
 
 
 def _restore_detail(result) -> str:
