@@ -1,5 +1,6 @@
-"""The approaches that import the teams: ``protected``, ``bare`` and ``copy_floor`` here,
-``original`` in its own module; ``RUNNERS`` maps each name to its function."""
+"""The approaches that import the teams: ``protected`` (and ``fallback``: the same without the
+capture triggers), ``bare`` and ``copy_floor`` here, ``original`` in its own module; ``RUNNERS``
+maps each name to its function."""
 
 from __future__ import annotations
 
@@ -84,24 +85,28 @@ def run_protected(conn, etl, teams, clear: bool, profile: bool) -> tuple:
     p = BulletproofTeamPreservation(conn)
     timed("enter", p.__enter__)
     try:
-        timed("constraints", p.validate_constraints)
-        timed("snapshot", p.backup_user_data)
-        if clear is not None:
+        if clear is None:  # the call a user makes: run() (with the triggers, the capture path)
+            timed("run", p.run, teams)
+            restore, health = p.report.restore, p.report.health
+        else:  # the legacy steps between the stages: stage by stage, as the per-step ETL calls them
+            timed("constraints", p.validate_constraints)
+            timed("snapshot", p.backup_user_data)
             legacy = PARTIAL["legacy"] = legacy_segment(conn, etl, clear)
-        timed("upsert", p.preserve_teams_during_import, teams)
-        restore = timed("restore", p.restore_user_data)
-        health = timed("health", p.validate_health, raise_on_critical=True)
+            timed("upsert", p.preserve_teams_during_import, teams)
+            restore = timed("restore", p.restore_user_data).to_dict()
+            health = timed("health", p.validate_health, raise_on_critical=True).to_dict()
     except BaseException:
         p.__exit__(*sys.exc_info())
         raise
     timed("exit", p.__exit__, None, None, None)
     timed("commit", conn.commit)
     report = {
-        "health": health.status.value,
-        "issues": health.issues,
-        "restore_totals": restore.to_dict()["totals"],
+        "health": health["status"],
+        "issues": health["issues"],
+        "restore_totals": restore["totals"],
         "teams": p.report.teams,
         "library_timings": p.report.timings,
+        "capture": p.report.capture,
     }
     if prof:
         out = io.StringIO()
@@ -154,6 +159,7 @@ def run_copy_floor(conn, etl, teams, clear, profile) -> tuple:
 
 RUNNERS = {
     "protected": run_protected,
+    "fallback": run_protected,  # the same, on a clone whose capture triggers the worker removed
     "bare": run_bare,
     "original": run_original,
     "copy_floor": run_copy_floor,

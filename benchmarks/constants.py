@@ -1,7 +1,7 @@
 """What the benchmark measures: the approaches, the workloads, the shape of the generated data,
 and the user tables and references it recounts after each run."""
 
-APPROACHES = ("protected", "bare", "original", "copy_floor")
+APPROACHES = ("protected", "fallback", "bare", "original", "copy_floor")
 WORKLOADS = ("first", "unchanged", "clear", "churn", "fresh")  # fresh: benchmarks/fresh.py
 USERS_WORKLOAD = "users"  # only when named: an app client during the import (benchmarks/users.py)
 ETL_WORKLOAD = "etl"  # only when named: the whole legacy ETL against it patched (benchmarks/whole_etl.py)

@@ -99,6 +99,18 @@ def new_parents_database(server: Server, name: str, data_dir) -> tuple:
     return dsn, etl
 
 
+def install_capture(dsn: str) -> None:
+    """What ``bulletproof-etl enable`` installs: the capture triggers (snapshot/capture.py)."""
+    from bulletproof_etl.catalog import read_catalog
+    from bulletproof_etl.config import DEFAULT_CONFIG
+    from bulletproof_etl.snapshot import capture
+
+    conn = real_connect(dsn)
+    capture.install(conn, DEFAULT_CONFIG, read_catalog(conn, DEFAULT_CONFIG))
+    conn.commit()
+    conn.close()
+
+
 def prepare(server: Server, size: int, workdir: Path, log) -> dict:
     """Generate both seasons; build the two template databases of this size."""
     from bulletproof_etl import BulletproofTeamPreservation
@@ -111,7 +123,8 @@ def prepare(server: Server, size: int, workdir: Path, log) -> dict:
     log(f"  generated both seasons of {size} teams in {time.perf_counter() - started:.1f}s")
     started = time.perf_counter()
     first = f"{server.prefix}_{size}_first"
-    _dsn, etl = new_parents_database(server, first, s1)
+    first_dsn, etl = new_parents_database(server, first, s1)
+    install_capture(first_dsn)  # `bulletproof-etl enable` (the clones inherit it): the first import takes the full path
     base = f"{server.prefix}_{size}_s1"
     dsn = server.create(base, template=first)
     conn = real_connect(dsn)

@@ -60,12 +60,24 @@ def summarise(results: list, sizes: list, skipped: dict) -> dict:
                 continue
             p, b = sec(size, workload, "protected"), sec(size, workload, "bare")
             o, c = sec(size, workload, "original"), sec(size, workload, "copy_floor")
+            f = sec(size, workload, "fallback")
             entry = {
                 "protected/bare": round(p / b, 2) if p and b else None,
+                "fallback/bare": round(f / b, 2) if f and b else None,
                 "original/protected": round(o / p, 1) if o and p else None,
                 "protected/copy_floor": round(p / c, 1) if p and c else None,
             }
             ratios[f"{size}/{workload}"] = entry
+            fallback = cells.get(f"{size}/{workload}/fallback")
+            if fallback:  # both paths keep the guarantees (issue 14)
+                checks.append(
+                    (
+                        f"{size} {workload}: fallback (no triggers) leaves no orphan and loses no row",
+                        fallback["error"] is None and fallback["orphans_after"] == 0
+                        and fallback["user_rows_lost"] == 0,
+                        fallback["error"] or f"{fallback['orphans_after']} orphans, {fallback['user_rows_lost']} lost",
+                    )
+                )
             cell = cells.get(f"{size}/{workload}/protected")
             if cell:
                 checks.append(

@@ -42,6 +42,12 @@ def worker(spec: dict) -> dict:
     rss_input = memory_kb("VmRSS")
     resettable = reset_peak_memory()
     conn = psycopg2.connect(spec["dsn"])
+    if spec["approach"] != "protected":  # the templates carry the capture triggers: only its own run keeps them
+        from bulletproof_etl.config import DEFAULT_CONFIG
+        from bulletproof_etl.snapshot import capture
+
+        capture.uninstall(conn, DEFAULT_CONFIG)
+        conn.commit()
     with conn.cursor() as cur:  # every approach starts with the same warm buffers
         for table in ("leagues", "clubs", "series", "teams") + USER_TABLES + ("schedule",):
             cur.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table)))

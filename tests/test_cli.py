@@ -23,7 +23,7 @@ from conftest import create_database, drop_database
 from rally_etl import ComprehensiveETL
 from rally_etl.activity import create_user_activity
 from rally_etl.generate import generate_season_with_summary, write_season
-from support import count, table_checksums, team_keys, user_ref_keys, user_row_counts
+from support import USER_TABLES, count, table_checksums, team_keys, user_ref_keys, user_row_counts
 
 N_TEAMS = 90
 SEED = 47
@@ -326,7 +326,21 @@ def test_enable_reports_protection_active_and_runs_the_self_test(db_dsn, conn, s
     assert "ComprehensiveETL: protection active" in out
     assert "unpatch restores the original methods: yes" in out
     assert "bulletproof protection is ready" in out
-    assert table_checksums(conn, STATE) == before
+    # the migration: the state schema and the capture triggers, with the record that they start now
+    tables = 4 + len(set(USER_TABLES) | {"schedule"})  # entities, and every table holding user rows
+    assert f"capture triggers: {4 * 4 + 3 * (tables - 4)} installed on " in out
+    after = table_checksums(conn, STATE)
+    assert {k: v for k, v in after.items() if "bulletproof." not in k} == before
+    with conn.cursor() as cur:
+        cur.execute("SELECT table_name, op, run_id, seen_by FROM bulletproof.captured")
+        assert cur.fetchall() == [("", "ENABLE", None, None)]
+        cur.execute("SELECT count(DISTINCT tgrelid), count(*) FROM pg_trigger WHERE tgname LIKE 'bulletproof_capture_%%' "
+                    "AND tgenabled = 'A'")
+        assert cur.fetchone() == (tables, 4 * 4 + 3 * (tables - 4))
+    conn.rollback()
+    assert sorted(k for k, v in after.items() if k.startswith("bulletproof.") and v[0]) == ["bulletproof.captured"]
+    assert main(["disable", "--dsn", db_dsn]) == 0
+    assert capsys.readouterr().out.startswith(f"capture triggers: {4 * 4 + 3 * (tables - 4)} removed")
     assert not hasattr(ComprehensiveETL, "__bulletproof_patch__")
 
 

@@ -45,7 +45,7 @@ def _script(name: str):
 def test_every_command_and_flag_has_help_and_is_documented(text):
     parser = build_parser()
     commands = _commands(parser)
-    assert set(commands) == {"run", "health", "repair", "test", "diagnose", "enable", "demo",
+    assert set(commands) == {"run", "health", "repair", "test", "diagnose", "enable", "disable", "demo",
                              "review", "serve", "report"}
     missing = []
     for name, (sub, helptext) in commands.items():

@@ -173,7 +173,8 @@ def test_state_schema_is_closed_to_public_and_brought_up_to_date(conn):
         cur.execute("ALTER TABLE bulletproof.snap_rows DROP COLUMN refs")
         cur.execute("ALTER TABLE bulletproof.runs DROP COLUMN counts")
         cur.execute("DROP TABLE bulletproof.snap_keys")
-        cur.execute("DROP TABLE bulletproof.review_actions, bulletproof.alert_deliveries")  # newer still
+        cur.execute("DROP TABLE bulletproof.review_actions, bulletproof.alert_deliveries, "
+                    "bulletproof.captured")  # newer still
         ensure_state_schema(conn, DEFAULT_CONFIG)
         cur.execute(sql.SQL("SELECT count(*) FROM information_schema.columns WHERE table_schema = 'bulletproof' "
                             "AND (table_name, column_name) IN (('snap_rows', 'refs'), ('runs', 'counts'), "

@@ -21,6 +21,7 @@ from .catalog import read_catalog
 from .config_check import check_config
 from .errors import BulletproofError, ConcurrentRun
 from .identity import sequences
+from .snapshot import capture
 from .state import finish_run
 
 logger = logging.getLogger(__name__)
@@ -89,6 +90,7 @@ class RunTransaction:
                     self._record_failure(exc)
             else:
                 try:
+                    self._before_commit()
                     self._commit()
                 except psycopg2.Error as err:
                     if self.report.outcome != "running":  # committed; only recording the run failed
@@ -113,6 +115,9 @@ class RunTransaction:
             raise error from exc
         return False
 
+    def _before_commit(self) -> None:
+        """What the subclass records in the run's transaction just before it commits."""
+
     def _same_transaction(self) -> bool:
         """False when the caller committed or rolled back while we ran (our savepoint is gone)."""
         if self._own:
@@ -134,6 +139,8 @@ class RunTransaction:
                     logger.warning("the caller's transaction ended during the protected run; "
                                    "only what it had not committed can be rolled back")
                     self.conn.rollback()
+                    with self.conn.cursor() as cur:  # armed in the part the caller committed
+                        capture.arm(cur, None)
                     return
         except psycopg2.Error as err:  # never let a failed rollback hide the original error
             logger.error("rollback failed too: %s", err)

@@ -20,8 +20,8 @@ from ._callbacks import staged
 from ._transaction import RunTransaction
 from .catalog import current_keys, read_catalog
 from .config import DEFAULT_CONFIG, PreservationConfig
-from .errors import HealthCheckFailed
-from .health.check import HealthReport, HealthStatus, check_health
+from .errors import BulletproofError, HealthCheckFailed
+from .health.check import HealthReport, HealthStatus, check_changes, check_health
 from .health.constraints import ConstraintReport, validate_constraints
 from .identity.ledger import ledger_add
 from .identity.retirement import remove_unreferenced, retire_unnamed
@@ -29,6 +29,7 @@ from .identity.team_upsert import upsert_teams
 from .identity.validate import validate_teams
 from .restore.entity_map import restore
 from .restore.report import RestoreReport
+from .snapshot import capture
 from .snapshot.entities import snapshot_entities
 from .snapshot.retention import apply_retention
 from .snapshot.rows import snapshot_user_rows
@@ -46,6 +47,8 @@ class RunReport:
     durable_snapshot: bool = False
     constraints: dict | None = None
     backup: dict = field(default_factory=dict)
+    # the capture path (snapshot/capture.py): which path the run took and why, what it changed
+    capture: dict = field(default_factory=dict)
     teams: dict | None = None
     parents: dict = field(default_factory=dict)
     restore: dict | None = None
@@ -97,6 +100,10 @@ class BulletproofTeamPreservation(RunTransaction):
         # (the integration: the rows the ETL's own parent steps wrote or found, where its clear
         # would have deleted the others and the ETL skipped their teams)
         self.parent_ids = None
+        # the capture path: the run's snapshot waits until the run first deletes or updates a row
+        self._deferred = False
+        self._capture_snapshot = None  # pg_current_snapshot() when the run started (capture.mark_seen)
+        self._one_call = False  # run(): no caller code between the stages
 
     # -- the five stages ----------------------------------------------------------------
     @staged("constraints")  # before/after callbacks (issue 15)
@@ -113,17 +120,34 @@ class BulletproofTeamPreservation(RunTransaction):
 
     @staged("snapshot")  # before/after callbacks (issue 15)
     def backup_user_data(self) -> dict:
-        """The snapshot: entity rows with keys, the ledger, and every user-owned row."""
+        """The snapshot: entity rows with keys, the ledger, and every user-owned row.
+
+        On the capture path (snapshot/capture.py) the run starts without it, and takes it
+        when the run first deletes or updates a row (:meth:`_deferred_snapshot`)."""
         self.stage = "snapshot"
         started = time.perf_counter()
+        path = self._choose_path()
+        if path == "capture":
+            def begin(side):
+                ensure_state_schema(side, self.config)
+                self.report.run_id = start_run(side, self.config, self.mode)
+
+            if self._side(begin):
+                with self.conn.cursor() as cur:
+                    capture.arm(cur, self.report.run_id)
+                self._deferred = True
+                self.report.durable_snapshot = True
+                self.report.capture = {"path": "capture", "snapshot": "deferred"}
+                self.report.timings["snapshot"] = round(time.perf_counter() - started, 3)
+                return self.report.backup
+            path = "no second connection"
+        self.report.capture = {"path": "full", "why": path}
         keys = current_keys(self.conn, self.config)
 
         def first(side):
             ensure_state_schema(side, self.config)
             run_id = start_run(side, self.config, self.mode)  # known to the run once its snapshot is whole
-            self.report.backup = {"entities": snapshot_entities(side, self.config, run_id, keys),
-                                  "rows": snapshot_user_rows(side, self.config, run_id, self.catalog)}
-            apply_retention(side, self.config)
+            self._snapshot(side, run_id, keys)
             self.report.run_id = run_id
 
         if self.durable and self._side(first):
@@ -133,6 +157,71 @@ class BulletproofTeamPreservation(RunTransaction):
             first(self.conn)
         self.report.timings["snapshot"] = round(time.perf_counter() - started, 3)
         return self.report.backup
+
+    def _snapshot(self, conn, run_id: int, keys: dict) -> None:
+        self.report.backup = {"entities": snapshot_entities(conn, self.config, run_id, keys),
+                              "rows": snapshot_user_rows(conn, self.config, run_id, self.catalog)}
+        apply_retention(conn, self.config)
+
+    def _choose_path(self) -> str:
+        """``"capture"``, or why the run takes the full path (snapshot/capture.py)."""
+        found = capture.status(self.conn, self.config, self.catalog)
+        if found.state != "enabled":
+            why = ("no capture triggers (bulletproof-etl enable installs them)" if found.state == "missing" else
+                   "capture triggers missing or not ENABLE ALWAYS: "
+                   + ", ".join((found.missing + found.disabled)[:5]) + "; run bulletproof-etl enable again")
+            if self.mode == "direct" or found.state != "missing":
+                logger.warning("full snapshot: %s", why)
+            return why
+        with self.conn.cursor() as cur:
+            self._capture_snapshot = capture.current_snapshot(cur)  # before the look: see capture.mark_seen
+            pending = capture.unseen(cur, self.config)
+        if self.mode != "direct" or not self._one_call:
+            return (f"a {self.mode} run" if self.mode != "direct" else "a run called stage by stage (the caller's "
+                    "steps between the stages may commit)") + " takes the full snapshot"
+        if not self.durable:
+            return "no durable snapshot (a dry run, or constraints repaired in the run)"
+        if pending:
+            return "changes no run has seen yet: " + ", ".join(
+                f"{op} {table or '(triggers installed)'}" + (f" ({rows} rows)" if rows is not None else "")
+                for table, op, rows in pending[:5])
+        return "capture"
+
+    def _deferred_snapshot(self, when: str) -> None:
+        """On the capture path: if the run has deleted or updated a row, take the whole snapshot
+        now, on the second connection, which still sees the database as it was before the run."""
+        if not self._deferred:
+            return
+        with self.conn.cursor() as cur:
+            done = capture.changed(cur, self.config, self.report.run_id)
+        changes = {op: tables for op, tables in done.items() if op != "INSERT"}
+        self.report.capture["changed"] = changes
+        self.report.capture["inserted"] = done.get("INSERT", {})
+        if not changes:
+            return
+        if not self._same_transaction():
+            raise BulletproofError(
+                "the caller's transaction ended during the run after the run changed rows ("
+                + _changes_text(changes) + "): the state before the run is no longer readable, so this run "
+                "cannot restore from it; the next run takes the full path", stage="snapshot")
+        started = time.perf_counter()
+        taken = self._side(lambda side: self._snapshot(side, self.report.run_id, current_keys(side, self.config)))
+        if not taken:
+            raise BulletproofError("no second connection for the snapshot the run needs now; "
+                                   "nothing was committed", stage="snapshot")
+        self._deferred = False
+        self.report.capture["snapshot"] = f"taken {when}, after " + _changes_text(changes)
+        self.report.timings["snapshot"] = round(self.report.timings.get("snapshot", 0)
+                                                + time.perf_counter() - started, 3)
+
+    def _before_commit(self) -> None:
+        """Mark the changes this run took into account as seen, and stop recording (capture.py)."""
+        if self._capture_snapshot is None or self.report.run_id is None:
+            return
+        with self.conn.cursor() as cur:
+            capture.mark_seen(cur, self.config, self.report.run_id, self._capture_snapshot)
+            if self._deferred or self.report.capture.get("path") == "capture":
+                capture.arm(cur, None)
 
     @staged("upsert")  # before/after callbacks (issue 15)
     def preserve_teams_during_import(self, teams_data) -> dict:
@@ -151,12 +240,14 @@ class BulletproofTeamPreservation(RunTransaction):
             records = [r for r in records if r.league_code == self.league.upper()]
         if self.report.run_id is None:
             self.backup_user_data()
+        self._deferred_snapshot("before the team upsert")
         self.stage = "upsert"
         started = time.perf_counter()
         keys: dict = {}  # filled by the upsert with the keys it leaves: the ledger needs no second read
         result, parents = upsert_teams(self.conn, self.config, records, league=self.league, force=self.force,
                                        current=keys, create_parents=self.create_parents,
                                        retire=not self.defer_retirement)
+        self._deferred_snapshot("after the team upsert")
         for skip in result.skipped:
             self.report.warnings.append(f"teams_data record {skip['record']} (team {skip['team']!r}): "
                                         f"{skip['missing']} does not exist; skipped, as the ETL skips it")
@@ -209,8 +300,14 @@ class BulletproofTeamPreservation(RunTransaction):
         started = time.perf_counter()
         if self.report.run_id is None:
             self.backup_user_data()
+        self._deferred_snapshot("before the restore")
         ledger_add(self.conn, self.config, self.report.run_id)
         up = self._upsert
+        if self._deferred:  # nothing deleted or updated: no reference can have lost its row
+            result = RestoreReport(run_id=self.report.run_id)
+            self.report.restore = dict(result.to_dict(), skipped="the run deleted and updated no row")
+            self.report.timings["restore"] = round(time.perf_counter() - started, 3)
+            return result
         result = restore(self.conn, self.config, self.catalog, self.report.run_id,
                          created=up.new_ids if up else (), retired=up.retired_ids if up else ())
         self.report.restore = result.to_dict()
@@ -221,7 +318,12 @@ class BulletproofTeamPreservation(RunTransaction):
     def validate_health(self, *, raise_on_critical: bool = False) -> HealthReport:
         self.stage = "health"
         started = time.perf_counter()
-        report = check_health(self.conn, self.config, self.catalog, self.report.run_id)
+        self._deferred_snapshot("before the health check")
+        if self._deferred:
+            report = check_changes(self.conn, self.config, self.catalog, self.report.run_id,
+                                   self.report.capture.get("inserted", {}))
+        else:
+            report = check_health(self.conn, self.config, self.catalog, self.report.run_id)
         self.report.health = report.to_dict()
         self.report.timings["health"] = round(time.perf_counter() - started, 3)
         if raise_on_critical and report.status is HealthStatus.CRITICAL:
@@ -230,10 +332,19 @@ class BulletproofTeamPreservation(RunTransaction):
         return report
 
     def run(self, teams_data) -> RunReport:
-        """All five stages in order; CRITICAL health rolls everything back (HealthCheckFailed)."""
+        """All five stages in order; CRITICAL health rolls everything back (HealthCheckFailed).
+
+        With the capture triggers installed, the snapshot waits until the run deletes or
+        updates a row, and a run that changes nothing copies nothing (snapshot/capture.py)."""
+        self._one_call = True
         self.validate_constraints()
         self.backup_user_data()
         self.preserve_teams_during_import(teams_data)
         self.restore_user_data()
         self.validate_health(raise_on_critical=True)
         return self.report
+
+
+def _changes_text(changes: dict) -> str:
+    return ", ".join(f"{op.lower()} of {rows if rows is not None else 'all'} {table} rows"
+                     for op, tables in sorted(changes.items()) for table, rows in sorted(tables.items()))

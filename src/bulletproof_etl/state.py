@@ -19,6 +19,7 @@ names here; the stages own what goes into the tables:
 - ``mappings`` and ``quarantine``: what the restore did and what it could not map (:mod:`.restore`).
 - ``review_actions`` and ``alert_deliveries``: what operators decided about them, and the alerts
   sent (:mod:`.review`).
+- ``captured``: what the capture triggers recorded (:mod:`.snapshot.capture`).
 """
 
 from __future__ import annotations
@@ -127,12 +128,27 @@ _DDL = [
         ok boolean NOT NULL,
         error text,
         message jsonb NOT NULL)""",
+    # what the capture triggers recorded (snapshot/capture.py): one row per statement that deleted
+    # or updated rows; run_id is the protected run whose transaction made it (NULL: anyone else);
+    # seen_by the committed run that took it into account
+    """CREATE TABLE IF NOT EXISTS {s}.captured (
+        id bigserial PRIMARY KEY,
+        at timestamptz NOT NULL DEFAULT clock_timestamp(),
+        xid xid8 NOT NULL DEFAULT pg_current_xact_id(),
+        table_name text NOT NULL,
+        op text NOT NULL,
+        rows bigint,
+        ids bigint[],
+        run_id bigint,
+        seen_by bigint)""",
+    "CREATE INDEX IF NOT EXISTS captured_run_idx ON {s}.captured (run_id)",
+    "CREATE INDEX IF NOT EXISTS captured_unseen_idx ON {s}.captured (id) WHERE seen_by IS NULL",
 ]
 #: (table, column) created by the last statements of _DDL: present means the schema is current
-_NEWEST = ("alert_deliveries", "message")
+_NEWEST = ("captured", "seen_by")
 
 STATE_TABLES = ("runs", "ledger", "snap_entities", "snap_rows", "snap_keys", "mappings", "quarantine",
-                "review_actions", "alert_deliveries")
+                "review_actions", "alert_deliveries", "captured")
 
 
 def ensure_state_schema(conn, config: PreservationConfig) -> None:

@@ -16,6 +16,7 @@ import psycopg2
 from ..errors import BulletproofError
 from ..failures import first_line
 from ..version import __version__
+from . import capture as capture_cli
 from . import notify
 from .notify import add_notify_options
 from .review import add_review_parser
@@ -112,10 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
     diag.add_argument("--examples", type=int, default=5, metavar="N", help="example rows per column (default 5)")
     diag.add_argument("--json", action="store_true", help="print the diagnosis as JSON")
 
-    enable = sub.add_parser("enable", parents=[common, cfg], help="check that protection is active; run the self-test",
-                            description="Patch the ETL class in this process, check the patch, then run the "
+    enable = sub.add_parser("enable", parents=[common, cfg], help="install the capture triggers, check that protection is active; run the self-test",
+                            description="Install the capture triggers (a migration: run once, as the tables' "
+                                        "owner), patch the ETL class in this process, check the patch, then run the "
                                         "self-test (the pipeline, rolled back) and the health check.")
     _etl_options(enable)
+    enable.add_argument("--no-triggers", action="store_true",
+                        help="do not install the capture triggers (every run then takes the full snapshot)")
+    enable.set_defaults(handler=capture_cli.cmd_enable)
     enable.add_argument("--create-indexes", action="store_true",
                         help="first build, concurrently, an index on every column referencing a league, club, "
                              "series or team that has none (a migration: run once, as the tables' owner)")
@@ -129,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--prefix", metavar="NAME", default="bulletproof_demo",
                       help="name the two databases NAME_legacy and NAME_protected (default bulletproof_demo)")
     # issue 15: review, the dashboard, the report, alerts (their handlers live in their own modules)
+    capture_cli.add_disable_parser(sub, [common, cfg])
     add_review_parser(sub, [common, cfg])
     add_web_parsers(sub, [common, cfg])
     add_notify_options(run, notify.cmd_run)

@@ -36,7 +36,7 @@ from ..catalog import Catalog, current_keys
 from ..config import PreservationConfig
 from ..identity.team_identity import existing_parents
 from ..snapshot import keys as snapkeys
-from ..state import state
+from ..state import state, written_here
 from .against_snapshot import (
     _dep_filter,
     _stage_run_state,
@@ -78,6 +78,9 @@ class HealthReport:
     issues: list = field(default_factory=list)
     run_id: int | None = None
     server_version: str = ""
+    # "database": every count above is over the whole database; "changes": over what the run
+    # changed, read from the capture triggers (check_changes)
+    scope: str = "database"
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -170,19 +173,7 @@ def check_health(conn, config: PreservationConfig, catalog: Catalog, run_id=None
             else:
                 report.etl_orphans += count
         report.missing_constraints = _missing_constraints(cur, config, catalog)
-        # with team_identity "parent_rows", teams are duplicates only on the same league, club and
-        # series rows: teams sharing a natural key on different rows are kept apart on purpose
-        parent_rows = existing_parents(cur, config) if config.team_identity == "parent_rows" else {}
-        for entity, ids in keys_now.items():
-            seen: dict = {}
-            for id_, k in ids.items():
-                if entity == "teams" and k is not None:
-                    k = parent_rows.get(id_, k)
-                if k is not None:
-                    seen[k] = seen.get(k, 0) + 1
-            dups = sum(1 for n in seen.values() if n > 1)
-            if dups:
-                report.duplicate_keys[entity] = dups
+        report.duplicate_keys = _duplicate_keys(cur, config, keys_now)
         has_state = run_id is not None and _state_exists(cur, config)
         if has_state:
             _stage_run_state(cur, config, run_id)
@@ -202,6 +193,54 @@ def check_health(conn, config: PreservationConfig, catalog: Catalog, run_id=None
             cur.execute("DROP TABLE _bp_health_q; DROP TABLE _bp_health_explained")
     grade(report, config)
     return report
+
+
+def check_changes(conn, config: PreservationConfig, catalog: Catalog, run_id: int, inserted: dict) -> HealthReport:
+    """Health of a run on the capture path that deleted and updated no row (snapshot/capture.py).
+
+    No reference can have lost its row, and the run wrote no user row: no orphan, lost,
+    misattached or NULLed reference can be the run's, so none is counted (``scope`` is
+    ``"changes"``; ``bulletproof-etl health`` counts them in the whole database). What the run
+    did change, its inserts (``inserted``: ``{table: rows}``), can only add duplicate keys:
+    those are counted, with the constraints. Every team that was there before the run kept
+    its row, id and key: the preservation rate counts them.
+    """
+    report = HealthReport(run_id=run_id, server_version=catalog.server_version, scope="changes",
+                          null_policy=getattr(config, "null_policy", None) or "since_snapshot")
+    teams = sql.Identifier(config.schema, config.table("teams"))
+    with conn.cursor() as cur:
+        report.missing_constraints = _missing_constraints(cur, config, catalog)
+        if any(inserted.values()):
+            keys_now = current_keys(conn, config)
+            report.duplicate_keys = _duplicate_keys(cur, config, keys_now)
+            cur.execute(sql.SQL("SELECT t.id FROM {} t WHERE NOT {}").format(teams, written_here("t")))
+            kept = len({keys_now["teams"].get(i) for (i,) in cur.fetchall()} - {None})
+        else:  # keys are as unique as at the last run: every team is as it was
+            cur.execute(sql.SQL("SELECT count(*) FROM {}").format(teams))
+            kept = cur.fetchone()[0]
+    report.ids_kept = report.keys_survived = kept
+    report.preservation_rate = 1.0 if kept else None
+    grade(report, config)
+    return report
+
+
+def _duplicate_keys(cur, config: PreservationConfig, keys_now: dict) -> dict:
+    """``{entity: natural keys held by more than one row}``; with team_identity "parent_rows",
+    teams are duplicates only on the same league, club and series rows: teams sharing a natural
+    key on different rows are kept apart on purpose."""
+    out = {}
+    parent_rows = existing_parents(cur, config) if config.team_identity == "parent_rows" else {}
+    for entity, ids in keys_now.items():
+        seen: dict = {}
+        for id_, k in ids.items():
+            if entity == "teams" and k is not None:
+                k = parent_rows.get(id_, k)
+            if k is not None:
+                seen[k] = seen.get(k, 0) + 1
+        dups = sum(1 for n in seen.values() if n > 1)
+        if dups:
+            out[entity] = dups
+    return out
 
 
 def _state_exists(cur, config) -> bool:

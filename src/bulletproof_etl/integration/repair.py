@@ -155,7 +155,7 @@ def _resolve_run(cur, config: PreservationConfig, run) -> int:
     ensure_state_schema(cur.connection, config)
     runs = state(config, "runs")
     if run in (None, "latest"):
-        cur.execute(sql.SQL("SELECT max(run_id) FROM {} WHERE outcome = 'committed' "
+        cur.execute(sql.SQL("SELECT max(run_id) FROM {} WHERE outcome = 'committed' AND counts ? 'entities' "
                             "AND coalesce(mode, '') NOT IN ('repair', 'emergency')").format(runs))
         found = cur.fetchone()[0]
         if found is None:
@@ -167,10 +167,12 @@ def _resolve_run(cur, config: PreservationConfig, run) -> int:
     except (TypeError, ValueError) as exc:
         raise SnapshotNotFound(f"{run!r} is not a run id (a number, or 'latest')", stage="repair",
                                run_id=run) from exc
-    cur.execute(sql.SQL("SELECT outcome FROM {} WHERE run_id = %s").format(runs), (run_id,))
+    cur.execute(sql.SQL("SELECT outcome, counts ? 'entities' FROM {} WHERE run_id = %s").format(runs), (run_id,))
     row = cur.fetchone()
-    if row is None or row[0].endswith("+expired"):
-        why = "no such run" if row is None else f"retention removed its snapshot (outcome {row[0]!r})"
+    if row is None or row[0].endswith("+expired") or (row[0] == "committed" and not row[1]):
+        why = ("no such run" if row is None else f"retention removed its snapshot (outcome {row[0]!r})"
+               if row[0].endswith("+expired") else "it took none: on the capture path it deleted and updated "
+               "no row (repair from the run before it, or 'latest')")
         raise SnapshotNotFound(f"run {run_id} has no durable snapshot: {why}", stage="repair", run_id=run_id)
     return run_id
 

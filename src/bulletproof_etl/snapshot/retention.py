@@ -1,7 +1,9 @@
 """Retention: how many runs' snapshots are kept.
 
 Snapshots of committed runs beyond the newest ``keep_runs`` are dropped; a failed run's
-snapshot is never dropped, since ``repair --from-snapshot`` may need it.
+snapshot is never dropped, since ``repair --from-snapshot`` may need it. Only runs that took a
+snapshot count (a run on the capture path that changed nothing took none), and what the
+capture triggers recorded goes with the snapshots of its time (:func:`.capture.prune`).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from psycopg2 import sql
 
 from ..config import PreservationConfig
 from ..state import state
+from . import capture
 
 
 def apply_retention(conn, config: PreservationConfig) -> int:
@@ -18,13 +21,14 @@ def apply_retention(conn, config: PreservationConfig) -> int:
         cur.execute(
             sql.SQL(
                 "SELECT run_id FROM {runs} WHERE outcome IN ('committed', 'dry_run', 'rolled_back_clean') "
-                "ORDER BY run_id DESC OFFSET %s"
+                "AND counts ? 'entities' ORDER BY run_id DESC OFFSET %s"
             ).format(runs=state(config, "runs")),
             (max(0, config.keep_runs),),
         )
         old = [r[0] for r in cur.fetchall()]
         if not old:
             return 0
+        capture.prune(cur, config, max(old) + 1)
         for table in ("snap_entities", "snap_rows", "snap_keys"):
             cur.execute(
                 sql.SQL("DELETE FROM {} WHERE run_id = ANY(%s)").format(state(config, table)), (old,)
