@@ -111,6 +111,17 @@ def install_capture(dsn: str) -> None:
     conn.close()
 
 
+def remove_capture(dsn: str) -> None:
+    """``bulletproof-etl disable``: a clone for an approach without the library has no triggers."""
+    from bulletproof_etl.config import DEFAULT_CONFIG
+    from bulletproof_etl.snapshot import capture
+
+    conn = real_connect(dsn)
+    capture.uninstall(conn, DEFAULT_CONFIG)
+    conn.commit()
+    conn.close()
+
+
 def prepare(server: Server, size: int, workdir: Path, log) -> dict:
     """Generate both seasons; build the two template databases of this size."""
     from bulletproof_etl import BulletproofTeamPreservation

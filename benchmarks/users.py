@@ -29,7 +29,7 @@ from pathlib import Path
 import psycopg2
 
 from .constants import SEED
-from .databases import admin_connect
+from .databases import admin_connect, remove_capture
 from .measure import recount
 from .users_client import OPERATIONS, LockSampler, client
 
@@ -195,6 +195,8 @@ def _row_census_tables(dsn: str) -> tuple:
 def run_approach(server, prepared: dict, size: int, approach: str, s2_teams: list, log) -> dict:
     name = f"{server.prefix}_{size}_users_{approach}"
     dsn = server.create(name, template=prepared["templates"]["s1"])
+    if approach == "legacy":  # the template carries the capture triggers `enable` installs
+        remove_capture(dsn)
     spec, before = client_spec(dsn, s2_teams, SEED)
     ctx = multiprocessing.get_context("spawn")
     stop, ready = ctx.Event(), ctx.Event()

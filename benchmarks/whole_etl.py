@@ -25,6 +25,7 @@ import sys
 import time
 
 from .constants import ETL_WORKLOAD, USER_TABLES
+from .databases import remove_capture
 from .measure import recount, stat_writes, written_since
 
 ETL_APPROACHES = ("legacy", "protected")
@@ -95,6 +96,8 @@ def etl_worker(spec: dict) -> dict:
 def _one(server, prepared: dict, size: int, approach: str, rep: int, profile: bool, log) -> dict:
     name = f"{server.prefix}_{size}_etl_{approach}_{rep}"
     dsn = server.create(name, template=prepared["templates"]["s1"])
+    if approach == "legacy":  # the template carries the capture triggers `enable` installs
+        remove_capture(dsn)
     try:
         before = recount(dsn)
         writes_before = stat_writes(dsn)

@@ -12,6 +12,7 @@ from psycopg2 import sql
 from .approaches import PARTIAL, RUNNERS
 from .constants import USER_TABLES
 from .counting import CountingConnection, counting_connect
+from .databases import remove_capture
 
 
 def memory_kb(field: str) -> int:
@@ -43,11 +44,7 @@ def worker(spec: dict) -> dict:
     resettable = reset_peak_memory()
     conn = psycopg2.connect(spec["dsn"])
     if spec["approach"] != "protected":  # the templates carry the capture triggers: only its own run keeps them
-        from bulletproof_etl.config import DEFAULT_CONFIG
-        from bulletproof_etl.snapshot import capture
-
-        capture.uninstall(conn, DEFAULT_CONFIG)
-        conn.commit()
+        remove_capture(spec["dsn"])
     with conn.cursor() as cur:  # every approach starts with the same warm buffers
         for table in ("leagues", "clubs", "series", "teams") + USER_TABLES + ("schedule",):
             cur.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table)))
