@@ -234,3 +234,32 @@ def test_repair_from_snapshot_skips_a_run_that_took_none(conn, db_dsn, loaded):
     with pytest.raises(SnapshotNotFound, match=f"run {lazy.run_id} has no durable snapshot: it took none"):
         repair_from_snapshot(db_dsn, str(lazy.run_id), dry_run=True)
     assert repair_from_snapshot(db_dsn, "latest", dry_run=True).run_id == full.run_id
+
+
+def test_a_first_import_into_a_new_database_takes_the_capture_path(db_dsn, conn, tmp_path):
+    """No user row yet: nothing can have been damaged before enable, so no full run is owed."""
+    etl = loaded_etl(season(tmp_path / "s1", n_teams=N_TEAMS, seed=21), db_dsn)
+    etl.import_leagues(conn, etl.extract_leagues())
+    etl.import_clubs(conn, etl.extract_clubs())
+    etl.import_series(conn, etl.extract_series())
+    conn.commit()
+    _install(conn)
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM bulletproof.captured")
+        assert cur.fetchone()[0] == 0
+    conn.rollback()
+    teams = etl.extract_teams()
+    report = _run(conn, teams)
+    assert report.capture == {"path": "capture", "snapshot": "deferred", "changed": {},
+                              "inserted": {"teams": len(teams)}}
+    assert count(conn, "teams") == len(teams)
+    assert (report.health["status"], report.health["scope"], report.health["duplicate_keys"]) == ("PERFECT", "changes", {})
+    assert (report.health["ids_kept"], report.health["preservation_rate"]) == (0, None)  # no team before the run
+    with conn.cursor() as cur:  # every new id is in the ledger, as on the full path
+        cur.execute("SELECT count(*) FROM bulletproof.ledger WHERE entity = 'teams'")
+        assert cur.fetchone()[0] == len(teams)
+    conn.rollback()
+    create_user_activity(conn, seed=2, per_team=0.5)
+    conn.commit()
+    again = _run(conn, teams)
+    assert (again.capture["path"], again.capture["inserted"], again.health["ids_kept"]) == ("capture", {}, len(teams))

@@ -80,8 +80,9 @@ def watched(config: PreservationConfig, catalog: Catalog) -> dict:
 def install(conn, config: PreservationConfig, catalog: Catalog) -> list:
     """Create (or re-create) the functions and triggers; returns ``"table: trigger"`` per trigger.
 
-    Records an ``ENABLE`` row: changes before it were not captured, so the next run takes
-    the full path once. Runs in the caller's transaction (the caller commits).
+    Records an ``ENABLE`` row where any user row exists: changes before it were not captured,
+    so the next run takes the full path once (with no user row yet, nothing can have been
+    damaged). Runs in the caller's transaction (the caller commits).
     """
     from ..state import ensure_state_schema
 
@@ -112,8 +113,12 @@ def install(conn, config: PreservationConfig, catalog: Catalog) -> list:
                     fn=state(config, function)))
                 cur.execute(sql.SQL("ALTER TABLE {} ENABLE ALWAYS TRIGGER {}").format(tbl, trigger))
                 made.append(f"{table}: {PREFIX}{suffix}")
-        cur.execute(sql.SQL("INSERT INTO {} (table_name, op) VALUES ('', 'ENABLE')").format(
-            state(config, "captured")))
+        users = [sql.SQL("EXISTS (SELECT 1 FROM {})").format(sql.Identifier(config.schema, t))
+                 for t in catalog.user_tables()]
+        cur.execute(sql.SQL("SELECT {}").format(sql.SQL(" OR ").join(users) if users else sql.SQL("false")))
+        if cur.fetchone()[0]:  # user rows that changes before now, unrecorded, may have damaged
+            cur.execute(sql.SQL("INSERT INTO {} (table_name, op) VALUES ('', 'ENABLE')").format(
+                state(config, "captured")))
     return made
 
 
