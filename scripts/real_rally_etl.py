@@ -217,6 +217,9 @@ def main(argv=None) -> int:
                         help="data sets re-imported in order with the user data present (bare or patched)")
     parser.add_argument("--teams", type=int, default=40)
     parser.add_argument("--quiet-etl", action="store_true", help="hide the class's own log lines")
+    parser.add_argument("--capture", action="store_true",
+                        help="install the capture triggers (bulletproof-etl enable) after the user data, "
+                             "before the re-imports")
     args = parser.parse_args(argv)
     scratch = Path(args.scratch)
     rally = scratch / "rally"
@@ -235,6 +238,17 @@ def main(argv=None) -> int:
         ids_before = keys(cur, "teams")  # {id: natural key}
     conn.close()
     print(f"user data: {len(meant)} references on {args.teams} teams")
+    if args.capture:
+        from bulletproof_etl.catalog import read_catalog
+        from bulletproof_etl.integration.rally_app import RALLY_APP_CONFIG
+        from bulletproof_etl.snapshot import capture
+
+        conn = psycopg2.connect(dsn)
+        made = capture.install(conn, RALLY_APP_CONFIG, read_catalog(conn, RALLY_APP_CONFIG))
+        conn.commit()
+        print(f"capture triggers: {len(made)} installed on {len({m.split(':')[0] for m in made})} tables, "
+              f"{capture.status(conn, RALLY_APP_CONFIG, read_catalog(conn, RALLY_APP_CONFIG)).state}")
+        conn.close()
     if args.mode == "patched":
         from bulletproof_etl.integration import patch_existing_etl_class
         from bulletproof_etl.integration.rally_app import RALLY_APP_CONFIG, RALLY_APP_HOOKS
@@ -253,6 +267,7 @@ def main(argv=None) -> int:
                 "team records: exact duplicates / skipped": [len(teams.get("duplicates", [])),
                                                              len(teams.get("skipped", []))],
                 "clear kept": r.get("clear_kept"), "restore totals": (r.get("restore") or {}).get("totals"),
+                "capture": r.get("capture"),
                 "health": {k: (r.get("health") or {}).get(k) for k in ("status", "issues", "keys_survived", "ids_kept")},
                 "warnings": len(r.get("warnings", [])),
                 "series warnings": [w for w in r.get("warnings", []) if "names series" in w],
