@@ -231,7 +231,7 @@ def test_repair_from_snapshot_skips_a_run_that_took_none(conn, db_dsn, loaded):
     full = _run(conn, teams)
     lazy = _run(conn, teams)
     assert (full.capture["path"], lazy.capture["path"]) == ("full", "capture")
-    with pytest.raises(SnapshotNotFound, match=f"run {lazy.run_id} has no durable snapshot: it took none"):
+    with pytest.raises(SnapshotNotFound, match=f"run {lazy.run_id} has no durable snapshot: it took none .outcome 'committed'."):
         repair_from_snapshot(db_dsn, str(lazy.run_id), dry_run=True)
     assert repair_from_snapshot(db_dsn, "latest", dry_run=True).run_id == full.run_id
 

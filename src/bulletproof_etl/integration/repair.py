@@ -169,10 +169,10 @@ def _resolve_run(cur, config: PreservationConfig, run) -> int:
                                run_id=run) from exc
     cur.execute(sql.SQL("SELECT outcome, counts ? 'entities' FROM {} WHERE run_id = %s").format(runs), (run_id,))
     row = cur.fetchone()
-    if row is None or row[0].endswith("+expired") or (row[0] == "committed" and not row[1]):
+    if row is None or row[0].endswith("+expired") or not row[1]:
         why = ("no such run" if row is None else f"retention removed its snapshot (outcome {row[0]!r})"
-               if row[0].endswith("+expired") else "it took none: on the capture path it deleted and updated "
-               "no row (repair from the run before it, or 'latest')")
+               if row[0].endswith("+expired") else f"it took none (outcome {row[0]!r}): on the capture path "
+               "a run takes one only once it deletes or updates a row (repair from the run before it, or 'latest')")
         raise SnapshotNotFound(f"run {run_id} has no durable snapshot: {why}", stage="repair", run_id=run_id)
     return run_id
 
