@@ -8,6 +8,7 @@ a test says so, by hand. The full path (no triggers) is the reference the captur
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import psycopg2
 import pytest
@@ -263,3 +264,40 @@ def test_a_first_import_into_a_new_database_takes_the_capture_path(db_dsn, conn,
     conn.commit()
     again = _run(conn, teams)
     assert (again.capture["path"], again.capture["inserted"], again.health["ids_kept"]) == ("capture", {}, len(teams))
+
+
+def test_users_changes_during_a_capture_path_run_are_theirs_and_a_team_change_is_seen_next(conn, db_dsn, loaded):
+    """While the run is between its upsert and its restore, a user deletes a poll and an admin
+    edits a team row on their own connections, and commit. The run is not disturbed; the poll
+    stays deleted; the team edit, committed after the run started, makes the next run full."""
+    _install(conn)
+    teams = loaded.extract_teams()
+    _run(conn, teams)
+    with conn.cursor() as cur:
+        cur.execute("SELECT min(id) FROM polls")
+        poll = cur.fetchone()[0]
+        cur.execute("SELECT min(id) FROM teams")
+        team = cur.fetchone()[0]
+    conn.rollback()
+    polls_before = count(conn, "polls")
+
+    def users(call):
+        if (call.when, call.stage) == ("after", "upsert"):
+            other = psycopg2.connect(db_dsn)
+            with other.cursor() as cur:
+                cur.execute("DELETE FROM poll_responses WHERE poll_id = %s", (poll,))
+                cur.execute("DELETE FROM poll_choices WHERE poll_id = %s", (poll,))
+                cur.execute("DELETE FROM polls WHERE id = %s", (poll,))
+                cur.execute("UPDATE teams SET display_name = 'Admin edit' WHERE id = %s", (team,))
+            other.commit()
+            other.close()
+
+    with BulletproofTeamPreservation(conn, config=replace(DEFAULT_CONFIG, stage_callbacks=(users,))) as p:
+        report = p.run(teams)
+    conn.commit()
+    assert report.capture["path"] == "capture" and report.capture["changed"] == {}
+    assert report.health["status"] == "PERFECT"
+    assert count(conn, "polls") == polls_before - 1
+    assert count(conn, "teams", f"id = {team} AND display_name = 'Admin edit'") == 1
+    assert _run(conn, teams).capture == {"path": "full", "why": "changes no run has seen yet: UPDATE teams (1 rows)"}
+    assert _run(conn, teams).capture["path"] == "capture"
