@@ -147,3 +147,19 @@ def test_validate_teams_gives_the_old_result_for_every_field_and_value_pair():
                         (first, a, second, b)
                     cases += 1
     assert cases == 21 * len(_VALUES) ** 2
+
+
+@pytest.mark.parametrize("bad", [
+    [{"team_name": "Lake\u200bview - 22"}, {"club_name": "a\x01"}],  # a field error after an invisible one
+    [{"club_name": "a\x01"}, {"team_name": "Lake\u200bview - 22"}],
+    [{"team_name": "Lakeview Club - 14"}, {"display_name": "x\u202e"}],  # a series finding, then invisible
+    [{"display_name": "x\u202e"}, {"team_name": "Lakeview Club - 14"}],
+    [{"team_alias": "\u2066a", "series_name": "Chicago\x7f 22"}, {}],  # both in one record
+    [{}, {"team_name": 5, "display_name": "\ufeff"}],
+    [{}, {}, {"league_id": "nowhere"}, {"club_name": "\u200c"}],
+])
+def test_validate_teams_gives_the_old_result_across_records(bad):
+    """validate_teams searches invisible characters with the field checks and hands
+    check_teams only the records that have one: the first error is still the old one."""
+    records = [{**_GOOD, **fields} for fields in bad]
+    assert _validated(validate.validate_teams, records) == _validated(_old_validate_teams, records)

@@ -50,19 +50,28 @@ def _compact(designation: str) -> str:
     return _LEADING_ZEROS.sub("", designation.replace(" ", "").casefold())
 
 
-def _designations(record, club: str) -> tuple | None:
+def _designations(record, club: str, after: dict | None = None) -> tuple | None:
     """The series the team name claims (spellings to accept), or None when it claims none.
 
-    ``club`` is ``canonical_name(record.club_name)``."""
+    ``club`` is ``canonical_name(record.club_name)``; ``after`` keeps, across the records of
+    one call, what each text after a club name claims (a few hundred texts recur: "- 22")."""
     name = canonical_name(record.team_name)
-    match = None
+    claimed = None
     if name.startswith(club) and name != club:
-        match = _AFTER_CLUB.match(name[len(club) :].strip())
-    if match is None:
-        match = _DASH_NUMBER.search(name)
-    if match is None:
-        return None
-    return _claimed(match["num"], match["letters"] or "")
+        rest = name[len(club) :].strip()
+        if after is None:
+            claimed = _claim(_AFTER_CLUB.match(rest))
+        else:
+            claimed = after.get(rest, after)
+            if claimed is after:
+                claimed = after[rest] = _claim(_AFTER_CLUB.match(rest))
+    if claimed is None:
+        claimed = _claim(_DASH_NUMBER.search(name))
+    return claimed
+
+
+def _claim(match) -> tuple | None:
+    return None if match is None else _claimed(match["num"], match["letters"] or "")
 
 
 @functools.lru_cache(maxsize=4096)
@@ -72,12 +81,14 @@ def _claimed(number: str, letters: str) -> tuple:
     return (_compact(number + letters), _compact(number))
 
 
-def _check_series(record, source: str, memo: dict, warnings: list | None = None) -> None:
-    """``memo`` keeps each club's and series' canonical form across the records of one call."""
+def _check_series(record, source: str, memo: dict, warnings: list | None = None,
+                  after: dict | None = None) -> None:
+    """``memo`` keeps each club's and series' canonical form across the records of one call
+    (``after``: see :func:`_designations`)."""
     club = memo.get(record.club_name)
     if club is None:
         club = memo[record.club_name] = canonical_name(record.club_name)
-    claimed = _designations(record, club)
+    claimed = _designations(record, club, after)
     if claimed is None:
         return
     series = memo.get((record.league_code, record.series_name))
@@ -115,14 +126,21 @@ def _check_invisible(record, source: str) -> None:
             )
 
 
-def check_teams(records: list, *, source: str = "teams_data", warnings: list | None = None) -> list:
+def check_teams(records: list, *, source: str = "teams_data", warnings: list | None = None,
+                invisible=None) -> list:
     """Raise :class:`InvalidInput` for the first record that fails a check; else return ``records``.
 
     With a ``warnings`` list (``strict=False``), a team name that names another series than its
     record is not malformed data but a finding on one record: it is appended there, naming the
-    record and the field, and the record is imported as given. Malformed values always raise."""
+    record and the field, and the record is imported as given. Malformed values always raise.
+
+    ``invisible``: the indexes of the only records that may hold an invisible character, when
+    the caller knows them (:func:`.validate.validate_teams` searched every value already); the
+    others are not searched again. None: search every record."""
     memo: dict = {}
+    after: dict = {}
     for record in records:
-        _check_invisible(record, source)
-        _check_series(record, source, memo, warnings)
+        if invisible is None or record.index in invisible:
+            _check_invisible(record, source)
+        _check_series(record, source, memo, warnings, after)
     return records

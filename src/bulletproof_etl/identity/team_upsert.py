@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import operator
+from collections import Counter
 
 from psycopg2 import sql
 
@@ -68,32 +69,36 @@ class _Keys:
         return (code, club_key[0], canon)
 
 
-def _wanted(config: PreservationConfig, records: list) -> dict:
+def _wanted(config: PreservationConfig, records: list, keys: _Keys | None = None) -> dict:
     """``{entity: {key: record}}`` of the parents the teams name, each spelled as most of its
-    teams spell it (among equals the one with fewer capitals, then the first): one row per key."""
-    keys = _Keys(config)
+    teams spell it (among equals the one with fewer capitals, then the first): one row per key.
+
+    ``keys``: the :class:`_Keys` to fill (the team rows use the same names' keys again)."""
+    keys = keys or _Keys(config)
     out: dict = {e: {} for e in PARENTS}
     for entity, attr, column in (("leagues", "league_code", config.league_code),
                                  ("clubs", "club_name", config.club_name),
                                  ("series", "series_name", config.series_name)):
         spellings: dict = {}  # key -> {spelling: teams}, in the order first seen
         key_of = keys.entity
-        for name in map(operator.attrgetter(attr), records):
-            counts = spellings.setdefault(key_of(entity, name), {})
-            counts[name] = counts.get(name, 0) + 1
+        # each name counted in one C pass (first seen first), then keyed once
+        for name, count in Counter(map(operator.attrgetter(attr), records)).items():
+            spellings.setdefault(key_of(entity, name), {})[name] = count
         out[entity] = {key: {column: max(counts, key=lambda n, c=counts: (c[n], -sum(map(str.isupper, n))))}
                        for key, counts in spellings.items()}
     return out
 
 
-def ensure_parents(conn, config: PreservationConfig, records: list, current: dict, create=PARENTS) -> dict:
+def ensure_parents(conn, config: PreservationConfig, records: list, current: dict, create=PARENTS,
+                   keys: _Keys | None = None) -> dict:
     """Give re-inserted parents their ledger ids back, then create the missing ones.
 
     ``current`` (``{entity: {id: key}}``) is updated in place. Returns one
     :class:`UpsertResult` per parent entity, counting the distinct parents the teams name.
+    ``keys``: a :class:`_Keys` to fill with the keys of the names the records use.
     """
     results = {}
-    wanted = _wanted(config, records)
+    wanted = _wanted(config, records, keys)
     for entity in PARENTS:
         rekey = rekey_entity(conn, config, entity, current[entity], ledger_known=True)
         known = {k for k in current[entity].values() if k is not None}
@@ -120,15 +125,17 @@ def _ledger_known(conn, config: PreservationConfig, entity: str, ids_by_key: dic
     if not ids_by_key:
         return 0
     with conn.cursor() as cur:
-        cur.execute(sql.SQL("SELECT id, key FROM {} WHERE entity = %s AND id = ANY(%s)").format(
-            state(config, "ledger")), (entity, list(ids_by_key.values())))
+        # the ids as one array literal: psycopg2 would send ARRAY[1, 2, ...], thousands of
+        # expressions for the server to parse (twice the time of the query at 2,000 clubs)
+        cur.execute(sql.SQL("SELECT id, key FROM {} WHERE entity = %s AND id = ANY(%s::bigint[])").format(
+            state(config, "ledger")), (entity, "{" + ",".join(map(str, ids_by_key.values())) + "}"))
         found = {i: tuple(k) for i, k in cur.fetchall() if k is not None}
     return sum(1 for key, id_ in ids_by_key.items() if found.get(id_) == tuple(key))
 
 
 def team_rows(records: list, config: PreservationConfig, parents: dict, current: dict,
               result: UpsertResult, existing_parents: dict | None = None, unique_names: bool = False,
-              spelled: dict | None = None) -> list:
+              spelled: dict | None = None, keys: _Keys | None = None) -> list:
     """Staging rows for teams; resolves parent ids.
 
     Two records are one team when they have the same natural key (``config.team_identity``
@@ -140,33 +147,53 @@ def team_rows(records: list, config: PreservationConfig, parents: dict, current:
     on the key's existing row (else the first) holds the key, the others a variant key
     (``10 [s10]``); and where the table has a unique team name per league (``unique_names``),
     a later team repeating a name in its league is named ``name (series)``, as the ETL names it.
+    ``keys``: the :class:`_Keys` the parents were found with (their names' keys are not made again).
     """
     apart = config.team_identity == "parent_rows"
     by_key = _ids_by_key(current)
     existing_parents = existing_parents or {}
     exact_ids = {parents_: id_ for id_, parents_ in existing_parents.items()}
-    keys = _Keys(config)
+    keys = keys or _Keys(config)
     entity = keys.entity
+    league_keys, club_keys, series_keys = keys.memo["leagues"], keys.memo["clubs"], keys.memo["series"]
     leagues, clubs, series = parents["leagues"], parents["clubs"], parents["series"]
     spelled = {e: (spelled or {}).get(e, {}) for e in PARENTS}  # a key several rows hold: the exact one
+    spelled_league, spelled_club, spelled_series = spelled["leagues"], spelled["clubs"], spelled["series"]
+    compose, canon, canonicalise = keys.compose, keys.canon, config.series_canonicaliser
     seen: dict = {}  # (league id, club id, series id) -> record index
     found: list = []  # [record, key, (league id, club id, series id)]
+    # per record only look-ups: what _Keys.entity and _Keys.team_of do, written out
     for rec in records:
         if not isinstance(rec, TeamRecord):
             raise TypeError("upsert_teams takes records from validate_teams()")
-        league_key = entity("leagues", rec.league_code)
-        club_key = entity("clubs", rec.club_name)
-        series_key = entity("series", rec.series_name)
-        absent = [f"{what} {name!r}" for what, name, ok in (
-            ("league", rec.league_code, league_key in leagues), ("club", rec.club_name, club_key in clubs),
-            ("series", rec.series_name, series_key in series)) if not ok]
-        if absent:  # the ETL imports its parents itself and skips such a team too
+        code, club_name, series_name = rec.league_code, rec.club_name, rec.series_name
+        league_key = league_keys.get(code)
+        if league_key is None:
+            league_key = entity("leagues", code)
+        club_key = club_keys.get(club_name)
+        if club_key is None:
+            club_key = entity("clubs", club_name)
+        series_key = series_keys.get(series_name)
+        if series_key is None:
+            series_key = entity("series", series_name)
+        if not (league_key in leagues and club_key in clubs and series_key in series):
+            # the ETL imports its parents itself and skips such a team too
+            absent = [f"{what} {name!r}" for what, name, ok in (
+                ("league", code, league_key in leagues), ("club", club_name, club_key in clubs),
+                ("series", series_name, series_key in series)) if not ok]
             result.skipped.append({"record": rec.index, "team": rec.team_name, "missing": ", ".join(absent)})
             continue
-        key = keys.team_of(league_key, club_key, rec.league_code, rec.club_name, rec.series_name)
-        exact = (spelled["leagues"].get(rec.league_code, leagues[league_key]),
-                 spelled["clubs"].get(rec.club_name, clubs[club_key]),
-                 spelled["series"].get(rec.series_name, series[series_key]))
+        if compose:
+            league_code = league_key[0]
+            canonical = canon.get((league_code, series_name))
+            if canonical is None:
+                canonical = canon[(league_code, series_name)] = canonicalise(league_code, series_name)
+            key = (league_code, club_key[0], canonical)
+        else:
+            key = config.team_key(code, club_name, series_name)
+        exact = (spelled_league.get(code, leagues[league_key]),
+                 spelled_club.get(club_name, clubs[club_key]),
+                 spelled_series.get(series_name, series[series_key]))
         identity = exact if apart else key
         if identity in seen:
             result.duplicates.append({"record": rec.index, "key": list(key), "winner": seen[identity]})
@@ -185,17 +212,25 @@ def team_rows(records: list, config: PreservationConfig, parents: dict, current:
         for id_ in sorted(current):
             if current[id_] is not None:
                 ids_of.setdefault(current[id_], []).append(id_)
-    else:
-        ids_of = {k: [i] for k, i in by_key.items()}
     rows: list = []
+    append = rows.append
     names: dict = {}  # (league id, team name) -> taken
     for rec, key, exact in found:
         existing = exact_ids.get(exact)
         natural = key
         if holder[key] != rec.index:
             key = variant(key, config, rec.series_name)
-        if existing is None:  # the key's row, else another existing row of the key nobody took
-            existing = next((i for i in ids_of.get(natural, ()) if i not in claimed), None)
+        if existing is None and not apart:  # the key's row, unless taken
+            existing = by_key.get(natural)
+            if existing in claimed:
+                existing = None
+            claimed.add(existing)
+        elif existing is None:  # the key's row, else another existing row of the key nobody took
+            for existing in ids_of.get(natural, ()):
+                if existing not in claimed:
+                    break
+            else:
+                existing = None
             claimed.add(existing)
         league_id, club_id, series_id = exact
         name = rec.team_name
@@ -203,8 +238,8 @@ def team_rows(records: list, config: PreservationConfig, parents: dict, current:
             if (league_id, name) in names:
                 name = f"{rec.team_name} ({rec.series_name})"
             names[(league_id, name)] = True
-        rows.append([rec.index, list(key), existing, existing is not None, club_id, series_id, league_id,
-                     name, rec.team_alias, rec.display_name])
+        append([rec.index, list(key), existing, existing is not None, club_id, series_id, league_id,
+                name, rec.team_alias, rec.display_name])
     return rows
 
 
@@ -246,7 +281,8 @@ def upsert_teams(conn, config: PreservationConfig, records: list, *, league: str
             current = fresh
         else:
             current.update(fresh)
-    parent_results = ensure_parents(conn, config, records, current, create_parents)
+    keys = _Keys(config)  # each league, club and series name keyed once, for parents and teams
+    parent_results = ensure_parents(conn, config, records, current, create_parents, keys)
     if (any(k is None for k in current["teams"].values())
             and any(r.rekeyed or r.ids for r in parent_results.values())):
         # a team whose parent was missing may have one now (a re-keyed or re-inserted parent
@@ -261,13 +297,13 @@ def upsert_teams(conn, config: PreservationConfig, records: list, *, league: str
         existing = existing_parents(cur, config) if apart else {}
         names_unique = apart and unique_names(cur, config)
         rows = team_rows(records, config, parents, current["teams"], result, existing, names_unique,
-                         {e: r.spelled for e, r in parent_results.items()})
+                         {e: r.spelled for e, r in parent_results.items()}, keys)
         _stage(cur, _TEAM_STAGE_COLS, rows)
-        resolve_ids(cur, config, "teams")
+        resolve_ids(cur, config, "teams", missing=any(row[2] is None for row in rows))
         if names_unique:
             result.renamed_ids = free_names(cur, config)
         check_retirement(cur, config, league, force, len(rows))
-        write_staged(cur, team_write(config), result)
+        write_staged(cur, team_write(config), result, config)
         inserted = result.created + result.preserved_from_ledger
         if inserted >= ANALYZE_AFTER and inserted * 10 >= len(rows):
             # many rows inserted (a refill after a clear): plan the retirement on the real count

@@ -64,27 +64,26 @@ def check_text(value, *, record, field, required: bool, source: str | None = Non
     return stripped or None
 
 
-def _clean_fast(record: dict) -> list | None:
-    """The six cleaned values of a good record in a few C calls, or None when some value
-    needs the field-by-field check (which then raises with the exact field and message)."""
-    values = [record.get(f) for f in _FIELDS]
-    for value in values[:_REQUIRED]:
-        if value is None:
-            return None
-    present = [v for v in values if v is not None]
-    try:
-        if _SUSPECT.search("".join(present)) is not None:
-            return None
-    except TypeError:  # a value that is not a string
+# a value with a suspect character, or with an invisible one that input_checks names
+_SUSPECT_OR_INVISIBLE = re.compile(f"[{_CONTROL}{_SURROGATE}{''.join(sorted(input_checks.INVISIBLE))}]")
+
+
+def _clean_fast(values: list, text: str) -> list | None:
+    """The six cleaned values of a good record (``values`` as given, in :data:`_FIELDS` order,
+    ``text`` all of them joined) in a few C calls, or None when some value needs the
+    field-by-field check (which then raises with the exact field and message)."""
+    if None in values[:_REQUIRED]:
         return None
     cleaned = [None if v is None else " ".join(v.split()) for v in values]
-    for i, value in enumerate(cleaned):
-        if value is not None and len(value) > MAX_NAME_LENGTH:
-            return None
-        if not value:
-            if i < _REQUIRED:
-                return None
-            cleaned[i] = None
+    if not (cleaned[0] and cleaned[1] and cleaned[2] and cleaned[3]):
+        return None
+    # cleaning never lengthens a value: a short record needs no value measured
+    if len(text) > MAX_NAME_LENGTH and max(map(len, [v for v in cleaned if v is not None])) > MAX_NAME_LENGTH:
+        return None
+    if not cleaned[4]:
+        cleaned[4] = None
+    if not cleaned[5]:
+        cleaned[5] = None
     return cleaned
 
 
@@ -97,15 +96,32 @@ def validate_teams(teams_data, *, known_leagues=None, source: str = "teams_data"
     if teams_data is None or isinstance(teams_data, (str, bytes, dict)):
         raise InvalidInput("teams_data must be a list of records", source=source)
     out = []
+    append = out.append
+    search = _SUSPECT_OR_INVISIBLE.search
+    # records whose text has an invisible character (checked by input_checks, after every
+    # record's fields): the others have none, cleaned or not (cleaning only folds whitespace)
+    invisible = set()
     for index, record in enumerate(teams_data):
         if not isinstance(record, dict):
             raise InvalidInput(
                 f"must be an object, got {type(record).__name__}", record=index, source=source
             )
-        cleaned = _clean_fast(record)
+        values = list(map(record.get, _FIELDS))
+        cleaned = None
+        try:  # one search over the whole record: a value that is not a string raises here
+            text = "".join([v for v in values if v is not None])
+        except TypeError:
+            text = None
+        if text is not None:
+            if search(text) is None:
+                cleaned = _clean_fast(values, text)
+            elif _SUSPECT.search(text) is None:
+                invisible.add(index)
+                cleaned = _clean_fast(values, text)
         if cleaned is None:  # something is wrong: find the first field and say what
-            cleaned = [check_text(record.get(f), record=index, field=f, required=i < _REQUIRED, source=source)
-                       for i, f in enumerate(_FIELDS)]
+            invisible.add(index)
+            cleaned = [check_text(v, record=index, field=f, required=i < _REQUIRED, source=source)
+                       for i, (f, v) in enumerate(zip(_FIELDS, values, strict=True))]
         league, club, series, name, alias, display = cleaned
         code = league.upper()
         if known_leagues is not None and code not in known_leagues:
@@ -113,5 +129,5 @@ def validate_teams(teams_data, *, known_leagues=None, source: str = "teams_data"
                 f"unknown league code {league!r} (known: {', '.join(sorted(known_leagues))})",
                 record=index, field="league_id", source=source,
             )
-        out.append(TeamRecord(index, code, club, series, name, alias, display))
-    return input_checks.check_teams(out, source=source, warnings=warnings)
+        append(TeamRecord(index, code, club, series, name, alias, display))
+    return input_checks.check_teams(out, source=source, warnings=warnings, invisible=invisible)
