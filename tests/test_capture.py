@@ -101,7 +101,7 @@ def test_unchanged_reimport_copies_nothing_writes_nothing_and_is_perfect(conn, d
     finally:
         fresh.close()
     assert report.capture == {"path": "capture", "snapshot": "deferred", "changed": {}, "inserted": {}}
-    assert report.backup == {}
+    assert report.backup == {} and report.durable_snapshot is False
     assert report.outcome == "completed (the caller commits)"
     with conn.cursor() as cur:
         cur.execute("SELECT (SELECT count(*) FROM bulletproof.snap_rows WHERE run_id = %s) + "
@@ -152,6 +152,7 @@ def test_a_churned_import_ends_exactly_as_on_the_full_path(conn, db_dsn, loaded,
         assert on_capture.capture["snapshot"].startswith("taken after the team upsert, after update of ")
         assert on_capture.capture["changed"]["UPDATE"]["teams"] == on_full.teams["updated"] + on_full.teams["retired"]
         assert on_capture.backup == on_full.backup
+        assert on_capture.durable_snapshot is on_full.durable_snapshot is True
         assert on_capture.restore["totals"] == on_full.restore["totals"]
         assert on_full.restore["totals"]["remapped"] > 0
         assert on_capture.health["status"] == on_full.health["status"] == "PERFECT"

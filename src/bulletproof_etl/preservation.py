@@ -136,7 +136,6 @@ class BulletproofTeamPreservation(RunTransaction):
                 with self.conn.cursor() as cur:
                     capture.arm(cur, self.report.run_id)
                 self._deferred = True
-                self.report.durable_snapshot = True
                 self.report.capture = {"path": "capture", "snapshot": "deferred"}
                 self.report.timings["snapshot"] = round(time.perf_counter() - started, 3)
                 return self.report.backup
@@ -166,19 +165,21 @@ class BulletproofTeamPreservation(RunTransaction):
     def _choose_path(self) -> str:
         """``"capture"``, or why the run takes the full path (snapshot/capture.py)."""
         found = capture.status(self.conn, self.config, self.catalog)
+        eligible = self.mode == "direct" and self._one_call and self.durable
         if found.state != "enabled":
             why = ("no capture triggers (bulletproof-etl enable installs them)" if found.state == "missing" else
                    "capture triggers missing or not ENABLE ALWAYS: "
                    + ", ".join((found.missing + found.disabled)[:5]) + "; run bulletproof-etl enable again")
-            if self.mode == "direct" or found.state != "missing":
+            if eligible or found.state != "missing":  # the fallback, or triggers half in place
                 logger.warning("full snapshot: %s", why)
             return why
         with self.conn.cursor() as cur:
             self._capture_snapshot = capture.current_snapshot(cur)  # before the look: see capture.mark_seen
             pending = capture.unseen(cur, self.config)
-        if self.mode != "direct" or not self._one_call:
-            return (f"a {self.mode} run" if self.mode != "direct" else "a run called stage by stage (the caller's "
-                    "steps between the stages may commit)") + " takes the full snapshot"
+        if self.mode != "direct":
+            return f"a run in mode {self.mode!r} takes the full snapshot"
+        if not self._one_call:
+            return "a run called stage by stage takes the full snapshot (the caller's steps between may commit)"
         if not self.durable:
             return "no durable snapshot (a dry run, or constraints repaired in the run)"
         if pending:
@@ -202,7 +203,7 @@ class BulletproofTeamPreservation(RunTransaction):
         if not self._same_transaction():
             raise BulletproofError(
                 "the caller's transaction ended during the run after the run changed rows ("
-                + _changes_text(changes) + "): the state before the run is no longer readable, so this run "
+                + capture.describe(changes) + "): the state before the run is no longer readable, so this run "
                 "cannot restore from it; the next run takes the full path", stage="snapshot")
         started = time.perf_counter()
         taken = self._side(lambda side: self._snapshot(side, self.report.run_id, current_keys(side, self.config)))
@@ -210,7 +211,8 @@ class BulletproofTeamPreservation(RunTransaction):
             raise BulletproofError("no second connection for the snapshot the run needs now; "
                                    "nothing was committed", stage="snapshot")
         self._deferred = False
-        self.report.capture["snapshot"] = f"taken {when}, after " + _changes_text(changes)
+        self.report.durable_snapshot = True
+        self.report.capture["snapshot"] = f"taken {when}, after " + capture.describe(changes)
         self.report.timings["snapshot"] = round(self.report.timings.get("snapshot", 0)
                                                 + time.perf_counter() - started, 3)
 
@@ -343,8 +345,3 @@ class BulletproofTeamPreservation(RunTransaction):
         self.restore_user_data()
         self.validate_health(raise_on_critical=True)
         return self.report
-
-
-def _changes_text(changes: dict) -> str:
-    return ", ".join(f"{op.lower()} of {rows if rows is not None else 'all'} {table} rows"
-                     for op, tables in sorted(changes.items()) for table, rows in sorted(tables.items()))

@@ -182,6 +182,12 @@ def changed(cur, config: PreservationConfig, run_id: int) -> dict:
     return out
 
 
+def describe(changes: dict) -> str:
+    """``{op: {table: rows}}`` as words: "delete of 3 teams rows, update of all ..."."""
+    return ", ".join(f"{op.lower()} of {rows if rows is not None else 'all'} {table} rows"
+                     for op, tables in sorted(changes.items()) for table, rows in sorted(tables.items()))
+
+
 def mark_seen(cur, config: PreservationConfig, run_id: int, snapshot: str) -> int:
     """Mark as seen by ``run_id`` the changes its transaction made and those committed before
     ``snapshot`` (taken when the run started, so one committed during the run stays unseen)."""
