@@ -22,7 +22,7 @@ from bulletproof_etl.snapshot import capture
 from conftest import create_database, drop_database
 from core_support import legacy_run, loaded_etl, season, xact_writes
 from rally_etl.activity import create_user_activity
-from support import USER_TABLES, count, user_ref_keys
+from support import PRACTICE_FILTER, USER_REFS, USER_TABLES, count, user_ref_keys
 
 N_TEAMS = 120
 
@@ -301,4 +301,39 @@ def test_users_changes_during_a_capture_path_run_are_theirs_and_a_team_change_is
     assert count(conn, "polls") == polls_before - 1
     assert count(conn, "teams", f"id = {team} AND display_name = 'Admin edit'") == 1
     assert _run(conn, teams).capture == {"path": "full", "why": "changes no run has seen yet: UPDATE teams (1 rows)"}
+    assert _run(conn, teams).capture["path"] == "capture"
+
+
+def test_a_team_re_inserted_under_a_new_id_sends_the_next_run_down_the_full_path(conn, loaded):
+    """The capture path skips re-keying: safe only because a re-insertion needs a delete, which
+    the triggers record, and the full path then follows the team with every user reference."""
+    _install(conn)
+    teams = loaded.extract_teams()
+    _run(conn, teams)
+    with conn.cursor() as cur:
+        cur.execute("SELECT id FROM teams WHERE id IN (SELECT team_id FROM polls) ORDER BY id LIMIT 1")
+        old = cur.fetchone()[0]
+        refs = 0
+        for table, _pk, column, entity in USER_REFS:
+            if entity == "teams":
+                cur.execute(f"SELECT count(*) FROM {table} WHERE {column} = %s", (old,))
+                refs += cur.fetchone()[0]
+        cur.execute("SELECT count(*) FROM schedule WHERE home_team_id = %s AND " + PRACTICE_FILTER, (old,))
+        refs += cur.fetchone()[0]  # the users' practice rows in the ETL's schedule
+        cur.execute("SET session_replication_role = replica")  # someone's delete and re-insert
+        cur.execute("CREATE TEMP TABLE t AS SELECT * FROM teams WHERE id = %s", (old,))
+        cur.execute("DELETE FROM teams WHERE id = %s", (old,))
+        cur.execute("UPDATE t SET id = nextval(pg_get_serial_sequence('teams', 'id'))")
+        cur.execute("INSERT INTO teams SELECT * FROM t RETURNING id")
+        new = cur.fetchone()[0]
+        cur.execute("SET session_replication_role = DEFAULT")
+    conn.commit()
+    assert refs > 0
+    report = _run(conn, teams)
+    assert report.capture == {"path": "full", "why": "changes no run has seen yet: DELETE teams (1 rows)"}
+    assert report.restore["totals"]["remapped"] == refs  # every reference follows the team to its new row
+    assert count(conn, "teams", f"id = {old}") == 0 and count(conn, "teams", f"id = {new}") == 1
+    # the ETL's own rows (players, scores) on the deleted row are the ETL's to write: a WARNING
+    assert (report.health["status"], report.health["user_orphans"]) == ("WARNING", 0)
+    assert report.health["issues"] == [f"{report.health['etl_orphans']} ETL-owned references point at nothing"]
     assert _run(conn, teams).capture["path"] == "capture"

@@ -248,7 +248,7 @@ class BulletproofTeamPreservation(RunTransaction):
         keys: dict = {}  # filled by the upsert with the keys it leaves: the ledger needs no second read
         result, parents = upsert_teams(self.conn, self.config, records, league=self.league, force=self.force,
                                        current=keys, create_parents=self.create_parents,
-                                       retire=not self.defer_retirement)
+                                       retire=not self.defer_retirement, rekey=not self._deferred)
         self._deferred_snapshot("after the team upsert")
         for skip in result.skipped:
             self.report.warnings.append(f"teams_data record {skip['record']} (team {skip['team']!r}): "
@@ -302,8 +302,10 @@ class BulletproofTeamPreservation(RunTransaction):
         started = time.perf_counter()
         if self.report.run_id is None:
             self.backup_user_data()
+        inserted = self.report.capture.get("inserted")  # as the upsert's ledger_add found them
         self._deferred_snapshot("before the restore")
-        ledger_add(self.conn, self.config, self.report.run_id)
+        if not (self._deferred and self._upsert and inserted == self.report.capture.get("inserted")):
+            ledger_add(self.conn, self.config, self.report.run_id)
         up = self._upsert
         if self._deferred:  # nothing deleted or updated: no reference can have lost its row
             result = RestoreReport(run_id=self.report.run_id)

@@ -16,7 +16,7 @@ from psycopg2 import sql
 from ..catalog import current_keys
 from ..config import PreservationConfig
 from ..state import ensure_state_schema, state
-from .ledger_ids import rekey_entity
+from .ledger_ids import RekeyResult, rekey_entity
 from .retirement import check_retirement, retire_staged
 from .team_identity import existing_parents, free_names, respell_parents, unique_names, variant
 from .upsert import (
@@ -90,7 +90,7 @@ def _wanted(config: PreservationConfig, records: list, keys: _Keys | None = None
 
 
 def ensure_parents(conn, config: PreservationConfig, records: list, current: dict, create=PARENTS,
-                   keys: _Keys | None = None) -> dict:
+                   keys: _Keys | None = None, rekey: bool = True) -> dict:
     """Give re-inserted parents their ledger ids back, then create the missing ones.
 
     ``current`` (``{entity: {id: key}}``) is updated in place. Returns one
@@ -100,7 +100,8 @@ def ensure_parents(conn, config: PreservationConfig, records: list, current: dic
     results = {}
     wanted = _wanted(config, records, keys)
     for entity in PARENTS:
-        rekey = rekey_entity(conn, config, entity, current[entity], ledger_known=True)
+        rekeyed = (rekey_entity(conn, config, entity, current[entity], ledger_known=True) if rekey
+                   else RekeyResult(entity))
         known = {k for k in current[entity].values() if k is not None}
         missing = [rec for key, rec in wanted[entity].items() if key not in known] if entity in create else []
         result = (upsert_entities(conn, config, entity, missing, current[entity]) if missing
@@ -115,7 +116,7 @@ def ensure_parents(conn, config: PreservationConfig, records: list, current: dic
         # the rows the teams use take the teams' spelling of their key, as the ETL writes it
         result.ids.update(respell_parents(conn, config, entity, wanted[entity], current[entity], result))
         result.preserved += _ledger_known(conn, config, entity, present)
-        result.rekeyed, result.blocked = rekey.rekeyed, len(rekey.blocked)
+        result.rekeyed, result.blocked = rekeyed.rekeyed, len(rekeyed.blocked)
         results[entity] = result
     return results
 
@@ -258,14 +259,16 @@ def team_write(config: PreservationConfig) -> Write:
 
 def upsert_teams(conn, config: PreservationConfig, records: list, *, league: str | None = None,
                  force: bool = False, current: dict | None = None, create_parents=PARENTS,
-                 retire: bool = True) -> tuple:
+                 retire: bool = True, rekey: bool = True) -> tuple:
     """Upsert validated :class:`TeamRecord` items; returns (UpsertResult, parent results).
 
     Order: parents re-keyed and completed, teams re-keyed, then the staged team upsert,
     then retirement of the active teams the import no longer names (within ``league``).
 
     ``retire=False`` leaves the retirement to :func:`retire_unnamed`, at the end of a run whose
-    ETL may still create teams of its own after this step.
+    ETL may still create teams of its own after this step. ``rekey=False`` skips re-keying
+    (:mod:`.ledger_ids`), for a caller who knows no row was deleted and re-inserted since the
+    last run re-keyed (the capture path: any delete is recorded, snapshot/capture.py).
 
     ``create_parents``: the parent entities the upsert creates when a team names one that does
     not exist; a team naming a missing parent of another entity is skipped (``skipped``), as
@@ -282,16 +285,16 @@ def upsert_teams(conn, config: PreservationConfig, records: list, *, league: str
         else:
             current.update(fresh)
     keys = _Keys(config)  # each league, club and series name keyed once, for parents and teams
-    parent_results = ensure_parents(conn, config, records, current, create_parents, keys)
+    parent_results = ensure_parents(conn, config, records, current, create_parents, keys, rekey)
     if (any(k is None for k in current["teams"].values())
             and any(r.rekeyed or r.ids for r in parent_results.values())):
         # a team whose parent was missing may have one now (a re-keyed or re-inserted parent
         # took the id it points at); keys of the others cannot change: parents keep their names
         current["teams"] = current_keys(conn, config)["teams"]
-    rekey = rekey_entity(conn, config, "teams", current["teams"], ledger_known=True)
+    rekeyed = rekey_entity(conn, config, "teams", current["teams"], ledger_known=True) if rekey else RekeyResult("teams")
     parents = {e: {**_ids_by_key(current[e]), **parent_results[e].ids} for e in PARENTS}
     result = UpsertResult("teams", read=len(records))
-    result.rekeyed, result.blocked = rekey.rekeyed, len(rekey.blocked)
+    result.rekeyed, result.blocked = rekeyed.rekeyed, len(rekeyed.blocked)
     with conn.cursor() as cur:
         apart = config.team_identity == "parent_rows"
         existing = existing_parents(cur, config) if apart else {}
