@@ -30,6 +30,18 @@ def loaded_etl(data_dir, dsn: str | None = None) -> ComprehensiveETL:
     return etl
 
 
+def legacy_season_with_users(dsn: str, conn, path, *, n_teams: int, seed: int, activity_seed: int,
+                             per_team: float) -> ComprehensiveETL:
+    """A generated season imported by the legacy ETL, then users' activity (committed by
+    ``create_user_activity``); returns the ETL with the season's files loaded."""
+    from rally_etl.activity import create_user_activity
+
+    data = season(path, n_teams=n_teams, seed=seed)
+    legacy_run(dsn, data)
+    create_user_activity(conn, seed=activity_seed, per_team=per_team)
+    return loaded_etl(data, dsn)
+
+
 def legacy_clear_and_parents(etl: ComprehensiveETL, conn) -> None:
     """What the legacy ETL does before its team import: clear everything (and commit), then
     insert leagues, clubs and series again, under new serial ids."""

@@ -20,7 +20,7 @@ from bulletproof_etl.errors import SnapshotNotFound
 from bulletproof_etl.integration.repair import repair_from_snapshot
 from bulletproof_etl.snapshot import capture
 from conftest import create_database, drop_database
-from core_support import legacy_run, loaded_etl, season, xact_writes
+from core_support import legacy_season_with_users, loaded_etl, season, xact_writes
 from rally_etl.activity import create_user_activity
 from support import PRACTICE_FILTER, USER_REFS, USER_TABLES, count, user_ref_keys
 
@@ -33,6 +33,15 @@ def _install(conn) -> list:
     return made
 
 
+def _enabled(conn, etl) -> list:
+    """The triggers installed and one run since (it sees the ENABLE record): the capture path
+    is open to the next run. Returns the season's teams."""
+    _install(conn)
+    teams = etl.extract_teams()
+    _run(conn, teams)
+    return teams
+
+
 def _run(conn, teams):
     with BulletproofTeamPreservation(conn) as p:
         report = p.run(teams)
@@ -43,11 +52,8 @@ def _run(conn, teams):
 @pytest.fixture
 def loaded(db_dsn, conn, tmp_path):
     """Season 1 by the legacy ETL, users' activity, one protected run: the state a user has."""
-    data = season(tmp_path / "s1", n_teams=N_TEAMS, seed=21)
-    legacy_run(db_dsn, data)
-    create_user_activity(conn, seed=2, per_team=0.5)
-    conn.commit()
-    etl = loaded_etl(data, db_dsn)
+    etl = legacy_season_with_users(db_dsn, conn, tmp_path / "s1", n_teams=N_TEAMS, seed=21, activity_seed=2,
+                                   per_team=0.5)
     _run(conn, etl.extract_teams())
     return etl
 
@@ -184,9 +190,7 @@ def _content(dsn) -> dict:
 
 
 def test_damage_committed_between_runs_takes_the_full_path_which_repairs_it(conn, loaded):
-    _install(conn)
-    teams = loaded.extract_teams()
-    _run(conn, teams)
+    teams = _enabled(conn, loaded)
     with conn.cursor() as cur:  # someone's clear, committed, foreign keys off: orphans
         cur.execute("SET session_replication_role = replica")
         cur.execute("DELETE FROM teams WHERE id IN (SELECT team_id FROM polls WHERE team_id IS NOT NULL LIMIT 3)")
@@ -200,9 +204,7 @@ def test_damage_committed_between_runs_takes_the_full_path_which_repairs_it(conn
 
 
 def test_a_disabled_trigger_falls_back_to_the_full_path_with_a_warning(conn, loaded, caplog):
-    _install(conn)
-    teams = loaded.extract_teams()
-    _run(conn, teams)
+    teams = _enabled(conn, loaded)
     with conn.cursor() as cur:
         cur.execute("ALTER TABLE polls DISABLE TRIGGER bulletproof_capture_delete")
     conn.commit()
@@ -216,9 +218,7 @@ def test_a_disabled_trigger_falls_back_to_the_full_path_with_a_warning(conn, loa
 
 
 def test_a_run_called_stage_by_stage_takes_the_full_path(conn, loaded):
-    _install(conn)
-    teams = loaded.extract_teams()
-    _run(conn, teams)
+    teams = _enabled(conn, loaded)
     with BulletproofTeamPreservation(conn) as p:
         p.backup_user_data()
         p.preserve_teams_during_import(teams)
@@ -271,9 +271,7 @@ def test_users_changes_during_a_capture_path_run_are_theirs_and_a_team_change_is
     """While the run is between its upsert and its restore, a user deletes a poll and an admin
     edits a team row on their own connections, and commit. The run is not disturbed; the poll
     stays deleted; the team edit, committed after the run started, makes the next run full."""
-    _install(conn)
-    teams = loaded.extract_teams()
-    _run(conn, teams)
+    teams = _enabled(conn, loaded)
     with conn.cursor() as cur:
         cur.execute("SELECT min(id) FROM polls")
         poll = cur.fetchone()[0]
@@ -307,9 +305,7 @@ def test_users_changes_during_a_capture_path_run_are_theirs_and_a_team_change_is
 def test_a_team_re_inserted_under_a_new_id_sends_the_next_run_down_the_full_path(conn, loaded):
     """The capture path skips re-keying: safe only because a re-insertion needs a delete, which
     the triggers record, and the full path then follows the team with every user reference."""
-    _install(conn)
-    teams = loaded.extract_teams()
-    _run(conn, teams)
+    teams = _enabled(conn, loaded)
     with conn.cursor() as cur:
         cur.execute("SELECT id FROM teams WHERE id IN (SELECT team_id FROM polls) ORDER BY id LIMIT 1")
         old = cur.fetchone()[0]

@@ -12,8 +12,7 @@ import pytest
 from psycopg2 import sql
 
 from bulletproof_etl import BulletproofTeamPreservation
-from core_support import legacy_run, loaded_etl, season
-from rally_etl.activity import create_user_activity
+from core_support import legacy_season_with_users
 
 #: the state tables a run fills with more than a handful of rows, and the column filtered by run
 FILLED = {"ledger": None, "snap_entities": "run_id", "snap_rows": "run_id"}
@@ -21,10 +20,7 @@ FILLED = {"ledger": None, "snap_entities": "run_id", "snap_rows": "run_id"}
 
 @pytest.fixture
 def fresh(db_dsn, conn, tmp_path):
-    data = season(tmp_path, n_teams=700, seed=14)
-    legacy_run(db_dsn, data)
-    create_user_activity(conn, seed=14, per_team=0.7)
-    return loaded_etl(data, db_dsn)
+    return legacy_season_with_users(db_dsn, conn, tmp_path, n_teams=700, seed=14, activity_seed=14, per_team=0.7)
 
 
 def _run(conn, teams) -> int:

@@ -16,13 +16,10 @@ from bulletproof_etl.config import DEFAULT_CONFIG
 from bulletproof_etl.identity.upsert import upsert_entities
 from core_support import (
     legacy_clear_and_parents,
-    legacy_run,
-    loaded_etl,
-    season,
+    legacy_season_with_users,
     write_fingerprint,
     xact_writes,
 )
-from rally_etl.activity import create_user_activity
 from support import count
 
 N_TEAMS = 120
@@ -32,10 +29,7 @@ N_TEAMS = 120
 def loaded(db_dsn, conn, tmp_path):
     """A season loaded by the legacy ETL, user activity, then one protected import after a
     legacy clear (the run that puts every id back)."""
-    data = season(tmp_path, n_teams=N_TEAMS, seed=21)
-    legacy_run(db_dsn, data)
-    create_user_activity(conn, seed=2, per_team=0.5)
-    etl = loaded_etl(data, db_dsn)
+    etl = legacy_season_with_users(db_dsn, conn, tmp_path, n_teams=N_TEAMS, seed=21, activity_seed=2, per_team=0.5)
     with BulletproofTeamPreservation(conn) as p:
         p.backup_user_data()
         legacy_clear_and_parents(etl, conn)

@@ -13,8 +13,7 @@ from bulletproof_etl import BulletproofTeamPreservation
 from bulletproof_etl.config import DEFAULT_CONFIG
 from bulletproof_etl.identity.ledger import PRESENT
 from bulletproof_etl.state import ensure_state_schema
-from core_support import legacy_run, loaded_etl, one_value, season
-from rally_etl.activity import create_user_activity
+from core_support import legacy_season_with_users, one_value
 from support import entity_keys, snapshot_rows, user_ref_keys, user_row_counts
 
 ENTITIES = ("leagues", "clubs", "series", "teams")
@@ -22,10 +21,7 @@ ENTITIES = ("leagues", "clubs", "series", "teams")
 
 @pytest.fixture
 def loaded(db_dsn, conn, tmp_path):
-    data = season(tmp_path, n_teams=90, seed=41)
-    legacy_run(db_dsn, data)
-    create_user_activity(conn, seed=5, per_team=0.5)
-    return loaded_etl(data, db_dsn)
+    return legacy_season_with_users(db_dsn, conn, tmp_path, n_teams=90, seed=41, activity_seed=5, per_team=0.5)
 
 
 def _run(conn, teams, **kw):
