@@ -75,6 +75,28 @@ def recount(dsn: str) -> dict:
     return out
 
 
+def run_child(dsn: str, args: list, what: str) -> dict:
+    """Run ``python -m ARGS`` (a process measuring one run on ``dsn``) and return the result it
+    prints last, with the rows written meanwhile (less the legacy steps' own writes it reports)
+    and the user rows and orphans before and after it, counted from outside."""
+    before = recount(dsn)
+    writes_before = stat_writes(dsn)
+    proc = subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{what} failed:\n{proc.stderr[-4000:]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    written = written_since(dsn, result.get("legacy_writes", {}), writes_before)
+    after = recount(dsn)
+    result.update(
+        rows_written=written,
+        user_rows_before=before["user_rows"],
+        user_rows_after=after["user_rows"],
+        orphans_before=before["orphans"],
+        orphans_after=after["orphans"],
+    )
+    return result
+
+
 def measure(
     server: Server,
     prepared: dict,
@@ -109,8 +131,6 @@ def measure_in(
 ) -> dict:
     """Run the worker once on ``dsn`` (a database of its own or one that ``fresh`` reuses);
     rows written are this run's: the counters' difference before and after it."""
-    before = recount(dsn)
-    writes_before = stat_writes(dsn)
     spec = {
         "dsn": dsn,
         "approach": approach,
@@ -118,32 +138,12 @@ def measure_in(
         "profile": profile,
         "data_dir": data_dir,
     }
-    proc = subprocess.run(
-        # the package's own entry point (benchmarks/__main__.py), wherever the script is
-        [sys.executable, "-m", "benchmarks", "--worker", json.dumps(spec)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"{approach}/{workload}/{size} failed:\n{proc.stderr[-4000:]}")
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    written = written_since(dsn, result["legacy_writes"], writes_before)
-    after = recount(dsn)
-    result.update(
-        size=size,
-        workload=workload,
-        approach=approach,
-        rep=rep,
-        rows_written=written,
-        user_rows_before=before["user_rows"],
-        user_rows_after=after["user_rows"],
-        orphans_before=before["orphans"],
-        orphans_after=after["orphans"],
-    )
+    # the package's own entry point (benchmarks/__main__.py), wherever the script is
+    result = run_child(dsn, ["benchmarks", "--worker", json.dumps(spec)], f"{approach}/{workload}/{size}")
+    result.update(size=size, workload=workload, approach=approach, rep=rep)
     log(
         f"    {size:>7} {workload:<9} {approach:<10} #{rep}{label}: {result['seconds']:8.3f}s "
-        f"{result['statements']:>7} statements, orphans after {after['orphans']}, "
-        f"user rows {before['user_rows']} -> {after['user_rows']}"
+        f"{result['statements']:>7} statements, orphans after {result['orphans_after']}, "
+        f"user rows {result['user_rows_before']} -> {result['user_rows_after']}"
     )
     return result

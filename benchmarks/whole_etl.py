@@ -20,13 +20,12 @@ import io
 import json
 import pstats
 import statistics
-import subprocess
 import sys
 import time
 
 from .constants import ETL_WORKLOAD, USER_TABLES
 from .databases import remove_capture
-from .measure import recount, stat_writes, written_since
+from .measure import run_child
 
 ETL_APPROACHES = ("legacy", "protected")
 ETL_LIMIT = 0.8  # protected/legacy at most this on a steady-state re-import (issue 14)
@@ -99,41 +98,25 @@ def _one(server, prepared: dict, size: int, approach: str, rep: int, profile: bo
     if approach == "legacy":  # the template carries the capture triggers `enable` installs
         remove_capture(dsn)
     try:
-        before = recount(dsn)
-        writes_before = stat_writes(dsn)
         spec = {"dsn": dsn, "approach": approach, "data_dir": prepared["dirs"]["s1"], "profile": profile}
-        proc = subprocess.run(
-            [sys.executable, "-m", "benchmarks.whole_etl", json.dumps(spec)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if proc.returncode != 0:
-            raise RuntimeError(f"etl/{approach}/{size} failed:\n{proc.stderr[-4000:]}")
-        result = json.loads(proc.stdout.strip().splitlines()[-1])
-        written = written_since(dsn, writes_before)
-        after = recount(dsn)
+        result = run_child(dsn, ["benchmarks.whole_etl", json.dumps(spec)], f"etl/{approach}/{size}")
     finally:
         server.drop(name)
     user_tables = {f"public.{t}" for t in USER_TABLES}
+    written = result["rows_written"]
     rows = lambda tables: sum(sum(v.values()) for k, v in written.items() if k in tables)  # noqa: E731
     result.update(
         size=size,
         workload=ETL_WORKLOAD,
         approach=approach,
         rep=rep,
-        rows_written=written,
         teams_rows_written=rows({"public.teams"}),
         user_rows_written=rows(user_tables),
-        user_rows_before=before["user_rows"],
-        user_rows_after=after["user_rows"],
-        orphans_before=before["orphans"],
-        orphans_after=after["orphans"],
     )
     log(
         f"    {size:>7} etl       {approach:<10} #{rep}: {result['seconds']:8.3f}s ok={result['ok']}, "
         f"teams rows written {result['teams_rows_written']}, user rows written {result['user_rows_written']}, "
-        f"orphans after {after['orphans']}, user rows {before['user_rows']} -> {after['user_rows']}"
+        f"orphans after {result['orphans_after']}, user rows {result['user_rows_before']} -> {result['user_rows_after']}"
     )
     return result
 
