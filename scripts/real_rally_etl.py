@@ -244,10 +244,11 @@ def main(argv=None) -> int:
         from bulletproof_etl.snapshot import capture
 
         conn = psycopg2.connect(dsn)
-        made = capture.install(conn, RALLY_APP_CONFIG, read_catalog(conn, RALLY_APP_CONFIG))
+        catalog = read_catalog(conn, RALLY_APP_CONFIG)
+        made = capture.install(conn, RALLY_APP_CONFIG, catalog)
         conn.commit()
         print(f"capture triggers: {len(made)} installed on {len({m.split(':')[0] for m in made})} tables, "
-              f"{capture.status(conn, RALLY_APP_CONFIG, read_catalog(conn, RALLY_APP_CONFIG)).state}")
+              f"{capture.status(conn, RALLY_APP_CONFIG, catalog).state}")
         conn.close()
     if args.mode == "patched":
         from bulletproof_etl.integration import patch_existing_etl_class

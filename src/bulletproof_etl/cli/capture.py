@@ -12,9 +12,10 @@ from ..snapshot import capture
 def install_triggers(dsn: str | None, config) -> str:
     """Install (or re-install) every capture trigger in one transaction; a line saying what."""
     with contextlib.closing(db.connect(db.resolve_dsn(dsn))) as conn:
-        made = capture.install(conn, config, read_catalog(conn, config))
+        catalog = read_catalog(conn, config)  # triggers change no table or column: read once
+        made = capture.install(conn, config, catalog)
         conn.commit()
-        found = capture.status(conn, config, read_catalog(conn, config))
+        found = capture.status(conn, config, catalog)
     tables = sorted({m.split(":")[0] for m in made})
     return (f"capture triggers: {len(made)} installed on {len(tables)} tables ({', '.join(tables)}), "
             f"{found.state}; the next run takes the full snapshot once, later runs copy only what they change")
