@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field, replace
 from psycopg2 import sql
 
 from .config import ENTITIES, Dependent, PreservationConfig, canonical_code
+from .state import relname
 
 logger = logging.getLogger(__name__)
 
@@ -217,7 +218,7 @@ def read_catalog(conn, config: PreservationConfig) -> Catalog:
 def foreign_keys_to(cur, config: PreservationConfig, entity: str) -> list:
     """Every foreign key to ``entity``'s table, in any schema: ``[(schema, table, first column,
     number of columns)]``."""
-    cur.execute(_REFERENCING, (_regclass(config.schema, config.table(entity)),))
+    cur.execute(_REFERENCING, (relname(config.schema, config.table(entity)),))
     return cur.fetchall()
 
 
@@ -241,11 +242,6 @@ def referencing_columns(conn, config: PreservationConfig, entity: str) -> list:
         out.setdefault((config.schema, dep.table, dep.column),
                        Referencing(config.schema, dep.table, dep.column, False))
     return [out[k] for k in sorted(out)]
-
-
-def _regclass(schema: str, table: str) -> str:
-    """``"schema"."table"`` as text, for a ``::regclass`` parameter."""
-    return ".".join('"' + part.replace('"', '""') + '"' for part in (schema, table))
 
 
 def current_keys(conn, config: PreservationConfig) -> dict:

@@ -12,6 +12,7 @@ from .. import db
 from ..config import DEFAULT_CONFIG, PreservationConfig
 from ..errors import BulletproofError
 from ..health.check import HealthStatus
+from ..state import relname
 from . import render
 from .checksums import checksums, differences
 
@@ -71,14 +72,10 @@ def _has_schema(dsn: str, config: PreservationConfig) -> bool:
     conn = db.connect(dsn)
     try:
         with conn.cursor() as cur:
-            cur.execute("SELECT to_regclass(%s)", (_quoted(config.schema, config.table("teams")),))
+            cur.execute("SELECT to_regclass(%s)", (relname(config.schema, config.table("teams")),))
             return cur.fetchone()[0] is not None
     finally:
         conn.close()
-
-
-def _quoted(schema: str, table: str) -> str:
-    return ".".join('"' + n.replace('"', '""') + '"' for n in (schema, table))
 
 
 def _schema_in_transaction(etl_class):

@@ -36,7 +36,7 @@ from ..catalog import Catalog, current_keys
 from ..config import PreservationConfig
 from ..identity.team_identity import existing_parents
 from ..snapshot import keys as snapkeys
-from ..state import state, written_here
+from ..state import relname, state, written_here
 from .against_snapshot import (
     _dep_filter,
     _stage_run_state,
@@ -146,7 +146,7 @@ def _missing_constraints(cur, config, catalog) -> list:
     cur.execute(
         "SELECT a.attname, c.convalidated FROM pg_constraint c JOIN pg_attribute a ON a.attrelid = c.conrelid "
         "AND a.attnum = c.conkey[1] WHERE c.contype = 'f' AND c.conrelid = to_regclass(%s)",
-        ('"' + config.schema.replace('"', '""') + '"."' + config.table("teams").replace('"', '""') + '"',),
+        (relname(config.schema, config.table("teams")),),
     )
     fks = dict(cur.fetchall())
     for col in (config.team_club, config.team_series, config.team_league):

@@ -30,6 +30,7 @@ from psycopg2 import sql
 from ..catalog import Catalog, current_keys
 from ..config import PreservationConfig
 from ..identity.team_identity import existing_parents
+from ..state import relname
 from .check import REQUIRED_UNIQUE
 
 logger = logging.getLogger(__name__)
@@ -68,9 +69,7 @@ class ConstraintReport:
 
 
 def _rel(config, entity) -> str:
-    def q(name):
-        return '"' + name.replace('"', '""') + '"'
-    return f"{q(config.schema)}.{q(config.table(entity))}"
+    return relname(config.schema, config.table(entity))
 
 
 def _missing_fks(cur, config: PreservationConfig) -> list:

@@ -35,7 +35,7 @@ from psycopg2 import sql
 
 from ..catalog import referencing_columns
 from ..config import PreservationConfig
-from ..state import state
+from ..state import relname, state
 from .reference_indexes import unindexed_keys
 
 logger = logging.getLogger(__name__)
@@ -281,8 +281,7 @@ def rekey_entity(conn, config: PreservationConfig, entity: str, current: dict, *
         return result
     with conn.cursor() as cur:
         if not ledger_known:
-            cur.execute("SELECT to_regclass(%s)", (".".join(
-                '"' + p.replace('"', '""') + '"' for p in (config.state_schema, "ledger")),))
+            cur.execute("SELECT to_regclass(%s)", (relname(config.state_schema, "ledger"),))
             if cur.fetchone()[0] is None:
                 return result  # no ledger yet: nothing was ever seen
         columns, indexes = None, []

@@ -24,7 +24,7 @@ from psycopg2 import sql
 from ..config import PreservationConfig
 from ..errors import InvalidInput
 from ..failures import first_line, must_abort
-from ..state import copy_rows, ensure_state_schema, state
+from ..state import copy_rows, ensure_state_schema, relname, state
 from .write import Write, idents, source, write_row_by_row
 
 logger = logging.getLogger(__name__)
@@ -159,8 +159,8 @@ def _new_ids(cur, config, entity: str) -> None:
 
 
 def _relname(config: PreservationConfig, entity: str) -> str:
-    """``"schema"."table"`` as text, for functions that take a relation name."""
-    return ".".join('"' + p.replace('"', '""') + '"' for p in (config.schema, config.table(entity)))
+    """``"schema"."table"`` of ``entity`` as text, for functions that take a relation name."""
+    return relname(config.schema, config.table(entity))
 
 
 def keep_sequence_ahead(cur, config: PreservationConfig, entity: str, *, ledger: bool | None = None) -> None:
@@ -170,8 +170,7 @@ def keep_sequence_ahead(cur, config: PreservationConfig, entity: str, *, ledger:
     """
     has_ledger = ledger
     if has_ledger is None:
-        cur.execute("SELECT to_regclass(%s)", (".".join(
-            '"' + p.replace('"', '""') + '"' for p in (config.state_schema, "ledger")),))
+        cur.execute("SELECT to_regclass(%s)", (relname(config.state_schema, "ledger"),))
         has_ledger = cur.fetchone()[0] is not None
     ledger_max = (sql.SQL("(SELECT max(id) FROM {} WHERE entity = %(entity)s)").format(state(config, "ledger"))
                   if has_ledger else sql.SQL("NULL::bigint"))

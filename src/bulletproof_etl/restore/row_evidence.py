@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from psycopg2 import sql
 
-from ..state import pk_json, state
+from ..state import pk_json, relname, state
 from . import strategies
 
 
@@ -86,12 +86,6 @@ def _live_and_snapshot(cur, config, catalog, run_id, table: str, dep, columns: l
             seen.add(marker)
             out.append((marker, *values))
     return out
-
-
-def _qualified(schema: str, table: str) -> str:
-    def q(name):
-        return '"' + name.replace('"', '""') + '"'
-    return f"{q(schema)}.{q(table)}"
 
 
 def _agree(votes: dict) -> dict:
@@ -174,7 +168,7 @@ def _author_teams(cur, config, authors, keys: dict, team_now) -> dict:
             out.setdefault(uid, set()).add(now)
     link, link_user, link_player, players, player_key, player_team = getattr(config, "membership", None) or MEMBERSHIP
     cur.execute("SELECT to_regclass(%s), to_regclass(%s)",
-                (_qualified(config.schema, link), _qualified(config.schema, players)))
+                (relname(config.schema, link), relname(config.schema, players)))
     if all(cur.fetchone()):
         cur.execute(
             sql.SQL("SELECT u.{lu}, p.{pt} FROM {link} u JOIN {players} p ON p.{pk} = u.{lp} "
